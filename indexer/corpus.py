@@ -209,7 +209,8 @@ def parse_html(html: str, default_id: str, path: str) -> Article:
     for el in root.find_all(_BLOCKS):
         if el.find(_BLOCKS):  # only innermost blocks, so nothing is read twice
             continue
-        t = re.sub(r"[ \t\r\f\v]+", " ", el.get_text(" ")).strip()
+        t = re.sub(r"[ \t\r\f\v]+", " ", el.get_text(" "))
+        t = re.sub(r" ?\n ?", "\n", t).strip()
         if t:
             paras.append(t)
     if not paras:

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     index_dir: Path = Field(Path("var/index"), description="Folder holding the index generations.")
     chunk_tokens: int = Field(200, ge=32, le=510, description="Max model tokens per chunk.")
     chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences repeated between chunks.")
+    title_in_chunks: bool = Field(True, description="Prefix each chunk with its article title when embedding.")
     batch_size: int = Field(32, ge=1, le=1024, description="Texts per embedding batch.")
     keep_generations: int = Field(3, ge=1, description="Index generations kept on disk.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")

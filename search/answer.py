@@ -72,6 +72,10 @@ class AnswerFinder:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def warm(self) -> None:
+        """Load the French pipeline now rather than on the first question."""
+        _nlp()
+
     def _sentence_rows(self, cands: list[_Candidate]) -> list[tuple[int, int]]:
         e = self.engine
         seen: set[int] = set()
@@ -146,6 +150,8 @@ def short_span(query: str, text: str, start: int, end: int) -> tuple[int, int] |
         return fold(s) not in qfold
 
     def span_of(tokens: list[Any]) -> tuple[int, int]:
+        while len(tokens) > 1 and tokens[0].pos_ == "ADP":  # "par des activistes" → "des activistes"
+            tokens = tokens[1:]
         return (start + tokens[0].idx, start + tokens[-1].idx + len(tokens[-1].text))
 
     if qtype == "who":

@@ -1,0 +1,207 @@
+"""`salon eval`: build a temporary index of an evaluation set and measure retrieval and answers.
+
+Two layouts are read:
+- PIAF / SQuAD-like: ``passages.jsonl`` (id, title?, text) + ``questions.jsonl``
+  (qid, question, passage_id, answers[{text}]);
+- OrangeSum-like: ``paragraphs.jsonl[.gz]`` (id, doc_id, date?, text) + ``headlines*.jsonl``
+  (qid, query, gold_doc_id); paragraphs are joined into one article per doc_id.
+Queries go through ``Engine.search`` exactly as in production.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.analysis import fold
+from indexer.corpus import Article, CorpusReport
+from indexer.settings import Settings
+
+
+@dataclass
+class Question:
+    qid: str
+    text: str
+    gold_doc: str
+    answers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Dataset:
+    name: str
+    articles: list[Article]
+    questions: list[Question]
+    note: str = ""
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def load_dataset(folder: Path, max_docs: int | None = None, limit: int | None = None,
+                 seed: int = 13) -> Dataset:
+    if (folder / "passages.jsonl").is_file():
+        arts = [Article(id=str(p["id"]), text=p["text"], title=p.get("title") or "", source=folder.name)
+                for p in _jsonl(folder / "passages.jsonl")]
+        qs = [Question(str(q["qid"]), q["question"], str(q["passage_id"]),
+                       [a["text"] for a in q.get("answers", [])]) for q in _jsonl(folder / "questions.jsonl")]
+    else:
+        paras = next((p for p in (folder / "paragraphs.jsonl.gz", folder / "paragraphs.jsonl") if p.is_file()), None)
+        heads = sorted(folder.glob("headlines*.jsonl"))
+        if paras is None or not heads:
+            raise SystemExit(f"{folder}: expected passages.jsonl + questions.jsonl, "
+                             "or paragraphs.jsonl[.gz] + headlines*.jsonl")
+        qs = [Question(str(q["qid"]), q["query"], str(q["gold_doc_id"])) for h in heads for q in _jsonl(h)]
+        docs: dict[str, list[str]] = {}
+        dates: dict[str, str] = {}
+        for p in _jsonl(paras):
+            docs.setdefault(str(p["doc_id"]), []).append(p["text"])
+            dates.setdefault(str(p["doc_id"]), str(p.get("date") or ""))
+        arts = [Article(id=d, text="\n\n".join(t), date=dates[d][:10], source=folder.name) for d, t in docs.items()]
+    note = ""
+    if limit is not None:
+        qs = qs[:limit]
+    if max_docs is not None and max_docs < len(arts):
+        # Keep every gold document of the kept questions, fill up with a seeded random sample.
+        gold = {q.gold_doc for q in qs}
+        rest = [a for a in arts if a.id not in gold]
+        random.Random(seed).shuffle(rest)
+        keep = {a.id for a in arts if a.id in gold} | {a.id for a in rest[: max(0, max_docs - len(gold))]}
+        arts = [a for a in arts if a.id in keep]
+        note = f"subset: {len(arts)} documents (all gold + random, seed {seed})"
+    ids = {a.id for a in arts}
+    qs = [q for q in qs if q.gold_doc in ids]
+    return Dataset(folder.name, arts, qs, note)
+
+
+def _norm(s: str) -> str:
+    s = fold(s)
+    s = re.sub(r"\b(le|la|les|l|un|une|des|du|de|d)\b", " ", s)
+    return " ".join(re.findall(r"\w+", s))
+
+
+def _f1(pred: str, gold: str) -> float:
+    p, g = _norm(pred).split(), _norm(gold).split()
+    if not p or not g:
+        return float(p == g)
+    common = sum(min(p.count(w), g.count(w)) for w in set(p))
+    if common == 0:
+        return 0.0
+    prec, rec = common / len(p), common / len(g)
+    return 2 * prec * rec / (prec + rec)
+
+
+def metrics_for(ranks: list[int | None], lat: list[float]) -> dict[str, float]:
+    n = len(ranks) or 1
+
+    def recall(k: int) -> float:
+        return sum(1 for r in ranks if r is not None and r <= k) / n
+
+    return {
+        "R@1": recall(1), "R@5": recall(5), "R@20": recall(20),
+        "MRR@10": sum(1 / r for r in ranks if r is not None and r <= 10) / n,
+        "nDCG@10": sum(1 / math.log2(r + 1) for r in ranks if r is not None and r <= 10) / n,
+        "p50_ms": float(np.percentile(lat, 50)) if lat else 0.0,
+        "p95_ms": float(np.percentile(lat, 95)) if lat else 0.0,
+    }
+
+
+def evaluate(folder: Path, settings: Settings, modes: list[str], limit: int | None = None,
+             max_docs: int | None = None, progress: bool = True, index_dir: Path | None = None) -> dict[str, Any]:
+    from indexer.build import build_index
+    from indexer.model import Embedder
+    from search.engine import Engine
+
+    ds = load_dataset(folder, max_docs=max_docs, limit=limit)
+    embedder = Embedder.from_settings(settings)
+    with tempfile.TemporaryDirectory(prefix="salon-eval-") as tmp:
+        where = index_dir or Path(tmp)
+        t0 = time.perf_counter()
+        result = build_index(CorpusReport(ds.articles), where, embedder, settings, progress=progress)
+        build_s = time.perf_counter() - t0
+        engine = Engine.open(where, settings, embedder)
+        engine.search("échauffement", k=1)  # load lazy pieces before timing
+        out: dict[str, Any] = {
+            "dataset": ds.name, "documents": len(ds.articles), "questions": len(ds.questions),
+            "chunks": result.manifest.counts["chunks"], "sentences": result.manifest.counts["sentences"],
+            "model": embedder.info.model_id, "note": ds.note,
+            "build": {"seconds": round(build_s, 1), "embed_seconds": round(result.embed_seconds, 1),
+                      "embed_tokens": result.embed_tokens},
+            "modes": {},
+        }
+        for mode in modes:
+            out["modes"][mode] = _run_mode(engine, ds, mode, progress)
+    return out
+
+
+def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, Any]:
+    ranks: list[int | None] = []
+    lat: list[float] = []
+    has_answers = any(q.answers for q in ds.questions)
+    sent_hit = span_em = span_f1 = abstain = 0.0
+    qs: Any = ds.questions
+    if progress:
+        from tqdm import tqdm
+
+        qs = tqdm(qs, desc=f"eval {mode}", unit="q", file=sys.stderr, disable=None)
+    for q in qs:
+        res = engine.search(q.text, k=engine.settings.max_k, mode=mode, answer=has_answers and mode == "hybrid")
+        lat.append(res.took_ms)
+        docs: list[str] = []
+        for r in res.results:
+            if r.doc_id not in docs:
+                docs.append(r.doc_id)
+        ranks.append(docs.index(q.gold_doc) + 1 if q.gold_doc in docs else None)
+        if has_answers and mode == "hybrid":
+            a = res.answer
+            if a is None:
+                abstain += 1
+                continue
+            golds = [_norm(g) for g in q.answers]
+            if any(g and g in _norm(a.text) for g in golds):
+                sent_hit += 1
+            if a.span_text:
+                span_em += float(any(_norm(a.span_text) == g for g in golds))
+                span_f1 += max(_f1(a.span_text, g) for g in q.answers)
+    m: dict[str, Any] = metrics_for(ranks, lat)
+    if has_answers and mode == "hybrid":
+        n = len(ds.questions) or 1
+        m.update({"answer_sentence_hit": sent_hit / n, "span_em": span_em / n, "span_f1": span_f1 / n,
+                  "abstention": abstain / n})
+    return m
+
+
+def format_table(report: dict[str, Any]) -> str:
+    cols = ["R@1", "R@5", "R@20", "MRR@10", "nDCG@10", "p50_ms", "p95_ms"]
+    lines = [f"{report['dataset']}: {report['documents']} documents → {report['chunks']} chunks, "
+             f"{report['questions']} questions; model {report['model']}",
+             f"build {report['build']['seconds']} s (embedding {report['build']['embed_seconds']} s, "
+             f"{report['build']['embed_tokens']} chunk tokens)"]
+    if report.get("note"):
+        lines.append(report["note"])
+    lines.append("")
+    lines.append(f"{'mode':<10}" + "".join(f"{c:>9}" for c in cols))
+    for mode, m in report["modes"].items():
+        lines.append(f"{mode:<10}" + "".join(f"{m[c]:>9.3f}" if "ms" not in c else f"{m[c]:>9.1f}" for c in cols))
+    for mode, m in report["modes"].items():
+        if "answer_sentence_hit" in m:
+            lines.append(f"\nanswers ({mode}): top sentence contains gold {m['answer_sentence_hit']:.3f}, "
+                         f"short span EM {m['span_em']:.3f} / F1 {m['span_f1']:.3f}, "
+                         f"abstention {m['abstention']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.model
+
+ACTIVISTS = "des activistes critiquant le récent contrat"
+
+
+def test_search_json_shape_and_answer(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/search", params={"q": "qui a critiqué Salesforce ?", "k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) >= {"query", "took_ms", "total", "answer", "results"}
+    top = body["results"][0]
+    assert ACTIVISTS in top["passage"]
+    ans = [h for h in top["highlights"] if h["kind"] == "answer"]
+    assert ACTIVISTS in top["passage"][ans[0]["start"] : ans[0]["end"]]
+    assert body["answer"]["doc_id"] == top["doc_id"] and ACTIVISTS in body["answer"]["text"]
+    art = client.get(f"/articles/{top['doc_id']}").json()
+    assert art["text"][top["start"] : top["end"]] == top["passage"]
+    assert art["text"][body["answer"]["start"] : body["answer"]["end"]] == body["answer"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [
+        ({"q": ""}, 422, "empty_query"),
+        ({"q": "   "}, 422, "empty_query"),
+        ({"q": "x" * 501}, 422, "query_too_long"),
+        ({"q": "salon", "k": 0}, 422, "k_out_of_range"),
+        ({"q": "salon", "k": 51}, 422, "k_out_of_range"),
+        ({"q": "salon", "k": "dix"}, 422, "invalid_parameter"),
+        ({"q": "salon", "offset": -1}, 422, "offset_out_of_range"),
+        ({"q": "salon", "date_from": "2019-13"}, 422, "bad_date"),
+        ({"q": "salon", "date_to": "hier"}, 422, "bad_date"),
+        ({}, 422, "invalid_parameter"),
+    ],
+)
+def test_one_error_shape(client, params: dict, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/search", params=params)
+    assert r.status_code == status
+    assert r.json() == {"error": {"code": code, "message": r.json()["error"]["message"]}}
+    assert r.json()["error"]["message"]
+
+
+def test_unknown_article_json_and_html(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/articles/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "article_not_found"
+    h = client.get("/articles/nope", headers={"accept": "text/html"})
+    assert h.status_code == 404 and "<html" in h.text and "nope" in h.text
+    assert client.get("/no/such/page").json()["error"]["code"] == "not_found"
+
+
+def test_html_page_escapes_and_headers(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/", params={"q": '<script>alert(1)</script> "><img src=x onerror=alert(5)> salon piégé'})
+    assert r.status_code == 200
+    assert "<script>alert" not in r.text and "<img src=x" not in r.text
+    assert "&lt;script&gt;" in r.text
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"]
+    bad = client.get("/", params={"q": "  "})
+    assert bad.status_code == 422 and "vide" in bad.text
+
+
+def test_health_openapi_and_limits(client) -> None:  # type: ignore[no-untyped-def]
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["generation"].startswith("gen-") and h["counts"]["articles"] == 3
+    spec = client.get("/openapi.json").json()
+    schema = spec["components"]["schemas"]["SearchOut"]
+    assert schema["examples"][0]["answer"]["span_text"] == "des activistes"
+    assert "/search" in spec["paths"] and "/articles/{doc_id}" in spec["paths"]
+    big = client.post("/admin/reload", content=b"x" * 20000)
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    assert client.post("/admin/reload").status_code == 403
+
+
+def test_missing_index_is_503(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from web.app import State, create_app
+
+    s = settings.model_copy(update={"index_dir": tmp_path / "none"})
+    app = create_app(s, State(s, None, None, "no index in that folder; build one with `salon index`"))
+    with TestClient(app) as c:
+        r = c.get("/search", params={"q": "salon"})
+        assert r.status_code == 503 and "salon index" in r.json()["error"]["message"]
+        assert c.get("/health").status_code == 503
+        assert c.get("/", params={"q": "salon"}).status_code == 503

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from indexer import build as build_mod
+from indexer import layout
+from indexer.build import build_index
+from indexer.settings import Settings
+from search.engine import Engine
+from search.types import Filters
+
+pytestmark = pytest.mark.model
+
+
+def small_corpus(folder: Path, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a.md").write_text("---\ntitle: Foire de Lyon\ndate: 2021-03\nevent: Foire\n---\n"
+                                 "La foire de Lyon a accueilli 300 exposants. Les visiteurs ont goûté des vins.\n",
+                                 encoding="utf-8")
+    (folder / "b.md").write_text("---\ntitle: Salon du livre\ndate: 2018-05-02\nevent: Livre Paris\n---\n"
+                                 "Le salon du livre de Paris a fermé ses portes. Les éditeurs étaient déçus." + extra,
+                                 encoding="utf-8")
+    return folder
+
+
+def test_round_trip_and_filters(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    idx = tmp_path / "index"
+    res = build_index(small_corpus(tmp_path / "c"), idx, embedder, settings, progress=False)
+    m = layout.Manifest.read(res.generation)
+    assert m.counts["articles"] == 2 and m.counts["chunks"] == 2 and m.dim == 384
+    assert m.model_id == embedder.info.model_id and m.format_version == layout.FORMAT_VERSION
+    assert (idx / "CURRENT").read_text().strip() == res.generation.name
+    eng = Engine.open(idx, settings, embedder)
+    top = eng.search("combien d'exposants à Lyon ?", k=2).results
+    assert top[0].doc_id == "a"
+    assert eng.article("a").text[top[0].start : top[0].end] == top[0].passage
+    only_b = eng.search("exposants", k=5, filters=Filters(event="livre paris")).results
+    assert [r.doc_id for r in only_b] == ["b"]
+    dated = eng.search("salon", k=5, filters=Filters(date_from="2020-01", date_to="2021-12-31")).results
+    assert {r.doc_id for r in dated} == {"a"}
+    assert eng.search("salon", k=5, filters=Filters(date_to="2017")).results == []
+
+
+def test_refuses_other_model_or_format(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    res = build_index(small_corpus(tmp_path / "c"), tmp_path / "i", embedder, settings, progress=False)
+    mpath = res.generation / layout.MANIFEST
+    data = json.loads(mpath.read_text())
+    data["model_id"] = "hub/some-other-model"
+    mpath.write_text(json.dumps(data))
+    with pytest.raises(layout.IndexMismatch, match="built with model"):
+        Engine.open(tmp_path / "i", settings, embedder)
+    data["format_version"] = 99
+    mpath.write_text(json.dumps(data))
+    with pytest.raises(layout.IndexMismatch, match="format version 99"):
+        Engine.open(tmp_path / "i", settings, embedder)
+
+
+def test_corrupted_generation_refused(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    res = build_index(small_corpus(tmp_path / "c"), tmp_path / "i", embedder, settings, progress=False)
+    dense = res.generation / layout.DENSE
+    dense.write_bytes(dense.read_bytes()[:100])
+    with pytest.raises(layout.IndexCorrupt, match="dense.faiss"):
+        Engine.open(tmp_path / "i", settings, embedder)
+
+
+def test_interrupted_build_leaves_served_index_intact(tmp_path: Path, embedder, settings: Settings,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    idx = tmp_path / "i"
+    first = build_index(small_corpus(tmp_path / "c"), idx, embedder, settings, progress=False)
+
+    def boom(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt  # what Ctrl-C in the middle of a build looks like
+
+    monkeypatch.setattr(build_mod, "write_lexical", boom)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(small_corpus(tmp_path / "c2", extra=" Nouveau."), idx, embedder, settings, progress=False)
+    assert (idx / "CURRENT").read_text().strip() == first.generation.name
+    assert not list(idx.glob(".build-*"))
+    eng = Engine.open(idx, settings, embedder)
+    assert eng.generation == first.generation
+    assert eng.search("foire de Lyon", k=1).results[0].doc_id == "a"
+
+
+def test_second_build_is_locked_out(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    idx = tmp_path / "i"
+    with layout.build_lock(idx), pytest.raises(layout.BuildLocked, match="already building"):
+        build_index(small_corpus(tmp_path / "c"), idx, embedder, settings, progress=False)
+
+
+def test_old_generations_pruned(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    s = settings.model_copy(update={"keep_generations": 2})
+    c = small_corpus(tmp_path / "c")
+    gens = [build_index(c, tmp_path / "i", embedder, s, progress=False).generation for _ in range(3)]
+    assert sorted(p.name for p in (tmp_path / "i").glob("gen-*")) == sorted(g.name for g in gens[1:])
+    shutil.rmtree(gens[2])
+    with pytest.raises(layout.IndexCorrupt):
+        Engine.open(tmp_path / "i", s, embedder)

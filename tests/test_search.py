@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+pytestmark = pytest.mark.model
+
+ACTIVISTS = "des activistes critiquant le récent contrat"
+
+
+def test_salesforce_question_finds_the_activists(engine) -> None:  # type: ignore[no-untyped-def]
+    res = engine.search("qui a critiqué Salesforce ?", k=5)
+    assert ACTIVISTS in res.results[0].passage
+    a = res.answer
+    assert a is not None and ACTIVISTS in a.text and a.score >= 0.5
+    art = engine.article(a.doc_id)
+    assert art.text[a.start : a.end] == a.text
+    assert a.span_text == "des activistes"
+    top = res.results[0]
+    ans = [h for h in top.highlights if h.kind == "answer"]
+    assert ans and ACTIVISTS in top.passage[ans[0].start : ans[0].end]
+    terms = {top.passage[h.start : h.end] for h in top.highlights if h.kind == "term"}
+    assert "Salesforce" in terms and "critiquant" in terms
+    s = top.scores
+    assert s.dense is not None and s.lexical is not None and s.fused_rank is not None and s.sentence is not None
+
+
+def test_english_question_finds_french_passage(engine) -> None:  # type: ignore[no-untyped-def]
+    res = engine.search("Who protested against Salesforce's contract with the border police?", k=3)
+    assert ACTIVISTS in res.results[0].passage
+
+
+def test_modes_and_abstention(engine) -> None:  # type: ignore[no-untyped-def]
+    dense = engine.search("le digital native est un mythe", k=3, mode="dense")
+    lexical = engine.search("le digital native est un mythe", k=3, mode="lexical")
+    assert dense.results[0].doc_id == lexical.results[0].doc_id == "salon-e-marketing-2012"
+    assert lexical.results[0].scores.dense is None
+    # nothing in the corpus answers this: no answer rather than a highlighted guess
+    res = engine.search("quelle est la recette de la tarte tatin ?", k=3)
+    assert res.answer is None
+
+
+def test_cli_search_json(settings) -> None:  # type: ignore[no-untyped-def]
+    from indexer.cli import main
+
+    runner = CliRunner()
+    out = runner.invoke(main, ["search", "qui a critiqué Salesforce ?", "--json", "-k", "2",
+                               "--index-dir", str(settings.index_dir)])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert ACTIVISTS in data["results"][0]["passage"]
+    bad = runner.invoke(main, ["search", "   ", "--index-dir", str(settings.index_dir)])
+    assert bad.exit_code == 1 and "vide" in bad.output

@@ -1,0 +1,278 @@
+"""FastAPI app: the search page, the JSON API, article pages, health; errors in one shape."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from indexer import layout
+from indexer.model import Embedder, ModelError
+from indexer.settings import Settings
+from search.answer import is_question
+from search.engine import Engine
+from search.types import Filters, SearchError
+from web.render import answer_pieces, segments
+from web.schemas import ArticleOut, ErrorOut, HealthOut, SearchOut
+
+log = logging.getLogger("salon.web")
+HERE = Path(__file__).parent
+MAX_BODY = 16 * 1024
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+class EngineUnavailable(SearchError):
+    def __init__(self, detail: str) -> None:
+        super().__init__("index_unavailable", f"index indisponible / index unavailable: {detail}. "
+                         "Run `salon index` to build it.", 503)
+
+
+class State:
+    """What the lifespan loads once: the embedder (model) and the engine over the served index."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None, engine: Engine | None, error: str | None):
+        self.settings = settings
+        self.embedder = embedder
+        self.engine = engine
+        self.error = error
+        self.lock = threading.Lock()
+
+    def reload(self) -> str:
+        """Open the generation CURRENT names; keep serving the old one if it is bad."""
+        with self.lock:
+            if self.embedder is None:
+                self.embedder = Embedder.from_settings(self.settings, use_cache=False)
+            engine = Engine.open(self.settings.index_dir, self.settings, self.embedder)
+            engine.answers.warm()
+            self.engine, self.error = engine, None  # one reference swap: in-flight requests keep theirs
+            return engine.generation.name
+
+
+def _open_state(settings: Settings) -> State:
+    try:
+        embedder = Embedder.from_settings(settings, use_cache=False)
+    except ModelError as exc:
+        return State(settings, None, None, str(exc))
+    state = State(settings, embedder, None, None)
+    try:
+        state.reload()
+    except layout.IndexError_ as exc:
+        state.error = str(exc)
+        log.warning("serving without an index: %s", exc)
+    return state
+
+
+def get_state(request: Request) -> State:
+    st: State = request.app.state.salon
+    return st
+
+
+def get_engine(request: Request) -> Engine:
+    st = get_state(request)
+    if st.engine is None:
+        raise EngineUnavailable(st.error or "no index loaded")
+    return st.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+StateDep = Annotated[State, Depends(get_state)]
+
+
+def wants_html(request: Request) -> bool:
+    if request.url.path in ("/", "") or request.query_params.get("format") == "html":
+        return True
+    if request.url.path.startswith(("/search", "/health", "/admin", "/openapi")) or \
+            request.query_params.get("format") == "json":
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept
+
+
+def create_app(settings: Settings | None = None, state: State | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        app.state.salon = state or await anyio.to_thread.run_sync(_open_state, settings)
+        yield
+
+    app = FastAPI(
+        title="Salon",
+        version="0.1.0",
+        description="Recherche sémantique et réponses sur des articles d'événements. "
+        "Semantic search and question answering over event articles, French first.",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def error_response(request: Request, status: int, code: str, message: str) -> Response:
+        if wants_html(request):
+            return templates.TemplateResponse(request, "error.html", {"status": status, "code": code,
+                                              "message": message}, status_code=status)
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+    @app.exception_handler(SearchError)
+    async def on_search_error(request: Request, exc: SearchError) -> Response:
+        return error_response(request, exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", [])[1:]) or "request"
+            parts.append(f"{where}: {e.get('msg')}")
+        return error_response(request, 422, "invalid_parameter",
+                              "paramètre invalide / invalid parameter — " + "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code, "http_error")
+        msg = {404: "page introuvable / not found"}.get(exc.status_code, str(exc.detail))
+        return error_response(request, exc.status_code, code, msg)
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(request, 500, "internal_error", "erreur interne / internal error")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length and (not length.isdigit() or int(length) > MAX_BODY):
+            resp = error_response(request, 413, "request_too_large", "requête trop volumineuse / request too large")
+        elif len(str(request.url)) > 4096:
+            resp = error_response(request, 414, "uri_too_long", "adresse trop longue / URI too long")
+        else:
+            resp = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            resp.headers.setdefault(k, v)
+        return resp
+
+    def run_search(engine: Engine, q: str, k: int, offset: int, event: str | None,
+                   date_from: str | None, date_to: str | None) -> Any:
+        return engine.search(q, k=k, offset=offset, filters=Filters(event or None, date_from or None, date_to or None))
+
+    @app.get("/search", response_model=SearchOut, summary="Search passages (JSON)",
+             responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    def search_json(
+        engine: EngineDep,
+        q: Annotated[str, Query(description="Question or keywords", max_length=2000)],
+        k: Annotated[int, Query(description="Results per page (1–50)")] = 10,
+        offset: Annotated[int, Query(description="Results to skip (paging)")] = 0,
+        event: Annotated[str | None, Query(description="Only this event or source")] = None,
+        date_from: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,
+        date_to: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,
+    ) -> Any:
+        return asdict(run_search(engine, q, k, offset, event, date_from, date_to))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page(
+        request: Request,
+        st: StateDep,
+        q: Annotated[str | None, Query(max_length=2000)] = None,
+        k: int = 10,
+        offset: int = 0,
+        event: str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        explain: bool = False,
+    ) -> Response:
+        engine = st.engine
+        ctx: dict[str, Any] = {"q": q or "", "k": k, "offset": offset, "event": event or "",
+                               "date_from": date_from or "", "date_to": date_to or "", "explain": explain,
+                               "facets": engine.facets() if engine else [], "res": None, "error": None,
+                               "segments": segments, "answer_pieces": answer_pieces, "examples": EXAMPLES, "is_question": False}
+        status = 200
+        if q is not None and engine is None:
+            raise EngineUnavailable(st.error or "no index loaded")
+        if q is not None:
+            try:
+                res = run_search(engine, q, k, offset, event, date_from, date_to)  # type: ignore[arg-type]
+                ctx["res"] = res
+                ctx["is_question"] = is_question(res.query)
+                base = {"q": q, "k": k, "event": event or "", "date_from": date_from or "",
+                        "date_to": date_to or ""}
+                ctx["next_url"] = ("/?" + urlencode({**base, "offset": offset + k})
+                                   if offset + k < res.total else None)
+                ctx["prev_url"] = "/?" + urlencode({**base, "offset": max(0, offset - k)}) if offset > 0 else None
+            except SearchError as exc:
+                ctx["error"] = exc.message
+                status = exc.status
+        return templates.TemplateResponse(request, "index.html", ctx, status_code=status)
+
+    @app.get("/articles/{doc_id}", response_model=ArticleOut, summary="One article (JSON, or HTML for browsers)",
+             responses={404: {"model": ErrorOut}})
+    def article(request: Request, engine: EngineDep, doc_id: str, start: int | None = None,
+                end: int | None = None, q: str | None = None) -> Any:
+        art = engine.article(doc_id)
+        if not wants_html(request):
+            return asdict(art)
+        hl = []
+        if start is not None and end is not None and 0 <= start < end <= len(art.text):
+            from search.types import Highlight
+
+            hl.append(Highlight(start, end, "answer", 1.0))
+        return templates.TemplateResponse(request, "article.html", {
+            "art": art, "segments": segments, "highlights": hl, "q": q or "",
+            "has_passage": bool(hl)})
+
+    @app.get("/health", response_model=HealthOut, summary="Served index and model")
+    def health(st: StateDep) -> Any:
+        e = st.engine
+        if e is None:
+            return JSONResponse({"status": "unavailable", "generation": None, "model": None, "counts": {},
+                                 "detail": st.error}, status_code=503)
+        d = e.describe()
+        return {"status": "ok", "generation": d["generation"], "model": d["model"],
+                "built_at": d["built_at"], "counts": d["counts"]}
+
+    @app.post("/admin/reload", summary="Serve the newest index generation (needs SALON_ADMIN_TOKEN)",
+              responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
+    def admin_reload(request: Request, st: StateDep) -> Any:
+        token = os.environ.get("SALON_ADMIN_TOKEN", "")
+        if not token:
+            raise SearchError("admin_disabled", "admin routes are off: set SALON_ADMIN_TOKEN", 403)
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise SearchError("unauthorized", "bad or missing bearer token", 401)
+        try:
+            name = st.reload()
+        except (layout.IndexError_, ModelError) as exc:
+            served = st.engine.generation.name if st.engine else None
+            raise SearchError("reload_failed", f"{exc} (still serving {served})", 409) from exc
+        return {"status": "ok", "generation": name}
+
+    return app
+
+
+EXAMPLES = [
+    "qui a critiqué Salesforce ?",
+    "combien de participants à Dreamforce ?",
+    "le digital native est-il un mythe ?",
+    "who spoke at Dreamforce?",
+]
