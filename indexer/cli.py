@@ -61,9 +61,11 @@ def index(ctx: click.Context, corpus: Path | None, index_dir: Path | None, if_mi
         raise click.ClickException(str(exc)) from exc
     m = result.manifest
     rate = m.counts["chunks"] / result.embed_seconds if result.embed_seconds else 0.0
-    click.echo(f"indexed {m.counts['articles']} articles → {m.counts['chunks']} chunks, "
-               f"{m.counts['sentences']} sentences in {m.build_seconds:.1f} s "
-               f"(embedding {rate:.1f} chunks/s) → {result.generation}")
+    click.echo(
+        f"indexed {m.counts['articles']} articles → {m.counts['chunks']} chunks, "
+        f"{m.counts['sentences']} sentences in {m.build_seconds:.1f} s "
+        f"(embedding {rate:.1f} chunks/s) → {result.generation}"
+    )
     for p in result.problems:
         click.echo(f"{'skipped' if p.skipped else 'warning'}: {p.path}: {p.reason}", err=True)
     if result.skipped:
@@ -92,8 +94,17 @@ def open_engine(s: Settings, index_dir: Path | None):  # type: ignore[no-untyped
 @click.option("--date-to", help="Only articles dated on or before.")
 @click.option("--index-dir", type=click.Path(path_type=Path))
 @click.pass_context
-def search(ctx: click.Context, query: str, k: int, as_json: bool, mode: str, event: str | None,
-           date_from: str | None, date_to: str | None, index_dir: Path | None) -> None:
+def search(
+    ctx: click.Context,
+    query: str,
+    k: int,
+    as_json: bool,
+    mode: str,
+    event: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    index_dir: Path | None,
+) -> None:
     """Search the index and print the best passages (answer first for a question)."""
     from search.types import Filters, SearchError
 
@@ -130,27 +141,46 @@ def model(ctx: click.Context) -> None:
         m = load_model(info)
     except ModelError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"name:     {info.name}\nid:       {info.model_id}\npath:     {info.path}\n"
-               f"dim:      {m.get_embedding_dimension()}\nprompts:  {m.prompts}\n"
-               f"max len:  {m.max_seq_length}")
+    click.echo(
+        f"name:     {info.name}\nid:       {info.model_id}\npath:     {info.path}\n"
+        f"dim:      {m.get_embedding_dimension()}\nprompts:  {m.prompts}\n"
+        f"max len:  {m.max_seq_length}"
+    )
 
 
 @main.command(name="eval")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON.")
-@click.option("--mode", "modes", multiple=True, type=click.Choice(["hybrid", "dense", "lexical"]),
-              help="Retrieval mode(s) to evaluate (default: all three).")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(["hybrid", "dense", "lexical"]),
+    help="Retrieval mode(s) to evaluate (default: all three).",
+)
 @click.option("--limit", type=int, help="Evaluate only the first N questions.")
 @click.option("--max-docs", type=int, help="Index at most N documents (gold documents always kept).")
 @click.pass_context
-def eval_cmd(ctx: click.Context, dataset_dir: Path, as_json: bool, modes: tuple[str, ...],
-             limit: int | None, max_docs: int | None) -> None:
+def eval_cmd(
+    ctx: click.Context,
+    dataset_dir: Path,
+    as_json: bool,
+    modes: tuple[str, ...],
+    limit: int | None,
+    max_docs: int | None,
+) -> None:
     """Build a temporary index of DATASET_DIR and report retrieval quality and latency."""
     from indexer.evaluate import evaluate, format_table
 
     s = _settings(ctx)
-    report = evaluate(dataset_dir, s, modes=list(modes) or ["lexical", "dense", "hybrid"],
-                      limit=limit, max_docs=max_docs, progress=not as_json)
+    report = evaluate(
+        dataset_dir,
+        s,
+        modes=list(modes) or ["lexical", "dense", "hybrid"],
+        limit=limit,
+        max_docs=max_docs,
+        progress=not as_json,
+    )
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 
 

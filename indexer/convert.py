@@ -105,9 +105,7 @@ def read_e5_file(path: Path) -> E5File:
     scores = np.frombuffer(data, dtype="<f4", count=n, offset=r.pos)
     r.pos += 4 * n
     blob = r.raw(int(blob_len))
-    pieces = [
-        (blob[offsets[i] : offsets[i + 1]].decode("utf-8"), float(scores[i])) for i in range(n)
-    ]
+    pieces = [(blob[offsets[i] : offsets[i + 1]].decode("utf-8"), float(scores[i])) for i in range(n)]
     r.take("<i")  # unused field
     (norm_len,) = r.take("<I")
     r.pos += int(norm_len)  # per-codepoint normalisation map; tokenizers' NFKC replaces it

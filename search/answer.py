@@ -16,19 +16,41 @@ if TYPE_CHECKING:
     from search.engine import Engine, _Candidate
 
 _QWORDS = {
-    "qui": "who", "quand": "when", "où": "where", "ou": None, "combien": "howmany",
-    "pourquoi": "why", "comment": "how", "quel": "which", "quelle": "which", "quels": "which",
-    "quelles": "which", "que": "what", "quoi": "what", "lequel": "which", "laquelle": "which",
-    "who": "who", "when": "when", "where": "where", "why": "why", "how": "how", "what": "what",
+    "qui": "who",
+    "quand": "when",
+    "où": "where",
+    "ou": None,
+    "combien": "howmany",
+    "pourquoi": "why",
+    "comment": "how",
+    "quel": "which",
+    "quelle": "which",
+    "quels": "which",
+    "quelles": "which",
+    "que": "what",
+    "quoi": "what",
+    "lequel": "which",
+    "laquelle": "which",
+    "who": "who",
+    "when": "when",
+    "where": "where",
+    "why": "why",
+    "how": "how",
+    "what": "what",
     "which": "which",
 }
-_MONTHS = ("janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|"
-           "novembre|décembre|decembre")
+_MONTHS = "janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre"
 _HAS = {
-    "howmany": re.compile(r"\d|\b(?:un|une|deux|trois|quatre|cinq|six|sept|huit|neuf|dix|cent|mille|"
-                          r"million|milliard|douzaine|centaine)s?\b", re.I),
-    "when": re.compile(rf"\b(?:1[5-9]\d\d|20\d\d|{_MONTHS}|lundi|mardi|mercredi|jeudi|vendredi|samedi|"
-                       r"dimanche|siècle|hier|demain|aujourd)", re.I),
+    "howmany": re.compile(
+        r"\d|\b(?:un|une|deux|trois|quatre|cinq|six|sept|huit|neuf|dix|cent|mille|"
+        r"million|milliard|douzaine|centaine)s?\b",
+        re.I,
+    ),
+    "when": re.compile(
+        rf"\b(?:1[5-9]\d\d|20\d\d|{_MONTHS}|lundi|mardi|mercredi|jeudi|vendredi|samedi|"
+        r"dimanche|siècle|hier|demain|aujourd)",
+        re.I,
+    ),
     "who": re.compile(r"(?<![.!?]\s)(?<!^)\b[A-ZÀ-Ý][\w\-]+"),
     "where": re.compile(r"\b(?:à|en|au|aux|dans|près|sur)\s+(?:l[ea]\s+|les\s+)?[A-ZÀ-Ý]"),
 }
@@ -37,7 +59,7 @@ _HAS = {
 def question_type(query: str) -> str | None:
     words = re.findall(r"\w+", query.lower())
     for w in words[:4]:
-        if w in _QWORDS and _QWORDS[w]:
+        if _QWORDS.get(w):
             return _QWORDS[w]
     if "combien" in words:
         return "howmany"
@@ -46,9 +68,17 @@ def question_type(query: str) -> str | None:
 
 def is_question(query: str) -> bool:
     q = query.strip()
-    return q.endswith("?") or question_type(q) is not None and not q.lower().startswith(("que ", "quel"))\
-        or bool(re.match(r"(?i)(qui|quand|où|combien|pourquoi|comment|quels?|quelles?|who|when|where|"
-                         r"why|how|what|which)\b", q))
+    return (
+        q.endswith("?")
+        or (question_type(q) is not None and not q.lower().startswith(("que ", "quel")))
+        or bool(
+            re.match(
+                r"(?i)(qui|quand|où|combien|pourquoi|comment|quels?|quelles?|who|when|where|"
+                r"why|how|what|which)\b",
+                q,
+            )
+        )
+    )
 
 
 def _sigmoid(x: float) -> float:
@@ -87,8 +117,9 @@ class AnswerFinder:
                     out.append((s, rank))
         return out
 
-    def score_sentences(self, query: str, qv: np.ndarray, cands: list[_Candidate],
-                        terms: list[str]) -> list[tuple[float, int, int, dict[str, float]]]:
+    def score_sentences(
+        self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str]
+    ) -> list[tuple[float, int, int, dict[str, float]]]:
         """(confidence, sentence row, candidate rank, features) for every sentence of ``cands``."""
         e = self.engine
         rows = self._sentence_rows(cands)
@@ -176,9 +207,12 @@ def short_span(query: str, text: str, start: int, end: int) -> tuple[int, int] |
                 return span_of(list(ent))
         return None
     if qtype == "when":
-        m = re.search(rf"\b(?:(?:le\s+)?\d{{1,2}}(?:er)?(?:\s+et\s+\d{{1,2}})?\s+(?:{_MONTHS})(?:\s+\d{{4}})?|"
-                      rf"(?:en\s+)?(?:{_MONTHS})\s+\d{{4}}|(?:en\s+)?1[5-9]\d\d|(?:en\s+)?20\d\d)\b",
-                      text[start:end], re.I)
+        m = re.search(
+            rf"\b(?:(?:le\s+)?\d{{1,2}}(?:er)?(?:\s+et\s+\d{{1,2}})?\s+(?:{_MONTHS})(?:\s+\d{{4}})?|"
+            rf"(?:en\s+)?(?:{_MONTHS})\s+\d{{4}}|(?:en\s+)?1[5-9]\d\d|(?:en\s+)?20\d\d)\b",
+            text[start:end],
+            re.I,
+        )
         return (start + m.start(), start + m.end()) if m else None
     for t in doc:  # howmany: a number and the noun it counts
         if t.like_num and new(t.text):

@@ -46,8 +46,7 @@ class _Candidate:
 class Engine:
     """Open once, share everywhere; ``search`` is thread-safe (read-only state)."""
 
-    def __init__(self, generation: Path, manifest: layout.Manifest, embedder: Embedder,
-                 settings: Settings) -> None:
+    def __init__(self, generation: Path, manifest: layout.Manifest, embedder: Embedder, settings: Settings) -> None:
         import bm25s
         import faiss
 
@@ -61,16 +60,27 @@ class Engine:
         self.vocab: dict[str, int] = dict(self.lexical.vocab_dict)
         db = sqlite3.connect(f"file:{generation / layout.STORE}?mode=ro", uri=True)
         try:
-            arts = db.execute("SELECT row, id, title, date, date_min, date_max, event, place, source, "
-                              "language, url, text FROM articles ORDER BY row").fetchall()
-            chunks = np.array(db.execute("SELECT article, start, end, first_sentence, last_sentence "
-                                         "FROM chunks ORDER BY row").fetchall(), dtype=np.int64).reshape(-1, 5)
-            sents = np.array(db.execute("SELECT article, start, end FROM sentences ORDER BY row").fetchall(),
-                             dtype=np.int64).reshape(-1, 3)
+            arts = db.execute(
+                "SELECT row, id, title, date, date_min, date_max, event, place, source, "
+                "language, url, text FROM articles ORDER BY row"
+            ).fetchall()
+            chunks = np.array(
+                db.execute(
+                    "SELECT article, start, end, first_sentence, last_sentence FROM chunks ORDER BY row"
+                ).fetchall(),
+                dtype=np.int64,
+            ).reshape(-1, 5)
+            sents = np.array(
+                db.execute("SELECT article, start, end FROM sentences ORDER BY row").fetchall(), dtype=np.int64
+            ).reshape(-1, 3)
         finally:
             db.close()
-        self.articles = [ArticleInfo(a[1], a[2] or "", a[3] or "", a[6] or "", a[7] or "", a[8] or "",
-                                     a[9] or "", a[10] or "", a[11]) for a in arts]
+        self.articles = [
+            ArticleInfo(
+                a[1], a[2] or "", a[3] or "", a[6] or "", a[7] or "", a[8] or "", a[9] or "", a[10] or "", a[11]
+            )
+            for a in arts
+        ]
         self.article_dates = [(a[4] or "", a[5] or "") for a in arts]
         self.by_id = {a.id: i for i, a in enumerate(self.articles)}
         self.chunk_article, self.chunk_start, self.chunk_end = chunks[:, 0], chunks[:, 1], chunks[:, 2]
@@ -83,8 +93,7 @@ class Engine:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, index_dir: Path, settings: Settings, embedder: Embedder | None = None,
-             verify: bool = True) -> Engine:
+    def open(cls, index_dir: Path, settings: Settings, embedder: Embedder | None = None, verify: bool = True) -> Engine:
         """Open the served generation; refuse one built with another model or format."""
         gen = layout.current_generation(Path(index_dir))
         manifest = layout.Manifest.read(gen)
@@ -123,14 +132,20 @@ class Engine:
         if not q:
             raise SearchError("empty_query", "la requête est vide / the query is empty")
         if len(q) > self.settings.max_query_chars:
-            raise SearchError("query_too_long", f"la requête dépasse {self.settings.max_query_chars} "
-                              f"caractères / the query is longer than {self.settings.max_query_chars} characters")
+            raise SearchError(
+                "query_too_long",
+                f"la requête dépasse {self.settings.max_query_chars} "
+                f"caractères / the query is longer than {self.settings.max_query_chars} characters",
+            )
         if not 1 <= k <= self.settings.max_k:
-            raise SearchError("k_out_of_range", f"k doit être entre 1 et {self.settings.max_k} / "
-                              f"k must be between 1 and {self.settings.max_k}")
+            raise SearchError(
+                "k_out_of_range",
+                f"k doit être entre 1 et {self.settings.max_k} / k must be between 1 and {self.settings.max_k}",
+            )
         if not 0 <= offset <= 1000:
-            raise SearchError("offset_out_of_range", "offset doit être entre 0 et 1000 / "
-                              "offset must be between 0 and 1000")
+            raise SearchError(
+                "offset_out_of_range", "offset doit être entre 0 et 1000 / offset must be between 0 and 1000"
+            )
         return q
 
     def _mask(self, filters: Filters | None) -> np.ndarray | None:
@@ -153,9 +168,8 @@ class Engine:
                     ok[i] = False
                     continue
             dmin, dmax = self.article_dates[i]
-            if lo_day or hi_day:
-                if not dmin or (lo_day and dmax < lo_day) or (hi_day and dmin > hi_day):
-                    ok[i] = False
+            if (lo_day or hi_day) and (not dmin or (lo_day and dmax < lo_day) or (hi_day and dmin > hi_day)):
+                ok[i] = False
         mask: np.ndarray = ok[self.chunk_article]
         return mask
 
@@ -170,7 +184,7 @@ class Engine:
             ids = np.flatnonzero(mask).astype(np.int64)
             if len(ids) == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))  # type: ignore[call-arg]
             n = min(n, len(ids))
         scores, rows = self.dense.search(qv.reshape(1, -1), n, params=params)
         keep = rows[0] >= 0
@@ -190,8 +204,15 @@ class Engine:
         top = top[np.argsort(-scores[top], kind="stable")]
         return top.astype(np.int64), scores[top]
 
-    def search(self, query: str, k: int = 10, offset: int = 0, filters: Filters | None = None,
-               mode: str = "hybrid", answer: bool = True) -> SearchResponse:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        offset: int = 0,
+        filters: Filters | None = None,
+        mode: str = "hybrid",
+        answer: bool = True,
+    ) -> SearchResponse:
         t0 = time.perf_counter()
         q = self.validate(query, k, offset)
         if mode not in MODES:
@@ -237,8 +258,9 @@ class Engine:
                 for res in results:
                     res.highlights = [h for h in res.highlights if h.kind != "answer"]
                     if res.doc_id == ans.doc_id and res.start <= ans.start and ans.end <= res.end:
-                        res.highlights.insert(0, Highlight(ans.start - res.start, ans.end - res.start,
-                                                           "answer", round(ans.score, 4)))
+                        res.highlights.insert(
+                            0, Highlight(ans.start - res.start, ans.end - res.start, "answer", round(ans.score, 4))
+                        )
             else:
                 for res in results:
                     res.highlights = [h for h in res.highlights if h.kind != "answer"]
@@ -263,8 +285,7 @@ class Engine:
         fmax = max(c.scores.fused for c in top)
         for c in top:
             sent = self._best_sentence(c, qv)
-            dense = c.scores.dense if c.scores.dense is not None else float(
-                self.dense.reconstruct(int(c.row)) @ qv)
+            dense = c.scores.dense if c.scores.dense is not None else float(self.dense.reconstruct(int(c.row)) @ qv)
             c.scores.final = (0.5 * c.scores.fused / fmax) + 4.0 * sent + 4.0 * dense
 
     def _dedupe(self, ranked: list[_Candidate]) -> list[_Candidate]:
@@ -286,17 +307,39 @@ class Engine:
         passage = art.text[st:en]
         hl: list[Highlight] = []
         if c.best_sentence >= 0:
-            hl.append(Highlight(int(self.sent_start[c.best_sentence]) - st,
-                                int(self.sent_end[c.best_sentence]) - st, "answer",
-                                round(c.scores.sentence or 0.0, 4)))
+            hl.append(
+                Highlight(
+                    int(self.sent_start[c.best_sentence]) - st,
+                    int(self.sent_end[c.best_sentence]) - st,
+                    "answer",
+                    round(c.scores.sentence or 0.0, 4),
+                )
+            )
         for a, b, term in term_spans(passage):
             if term in qterms:
                 hl.append(Highlight(a, b, "term", 1.0))
-        return Result(art.id, int(c.row), art.title, art.event, art.date, art.place, art.source,
-                      round(c.scores.final, 6), passage, st, en, hl, c.scores)
+        return Result(
+            art.id,
+            int(c.row),
+            art.title,
+            art.event,
+            art.date,
+            art.place,
+            art.source,
+            round(c.scores.final, 6),
+            passage,
+            st,
+            en,
+            hl,
+            c.scores,
+        )
 
     def describe(self) -> dict[str, Any]:
         m = self.manifest
-        return {"generation": self.generation.name, "model": m.model_id, "built_at": m.built_at,
-                "counts": m.counts, "format_version": m.format_version}
-
+        return {
+            "generation": self.generation.name,
+            "model": m.model_id,
+            "built_at": m.built_at,
+            "counts": m.counts,
+            "format_version": m.format_version,
+        }

@@ -35,13 +35,21 @@ def write(folder: Path, name: str, data: str | bytes) -> None:
 def test_every_format_and_every_bad_file_is_reported(tmp_path: Path) -> None:
     write(tmp_path, "a.md", "---\ntitle: Titre A\ndate: 05/11/2019\nevent: Expo\n---\nCorps de l’article A.\n")
     write(tmp_path, "b.txt", "Titre B\n\nTexte brut B.")
-    write(tmp_path, "c.html", "<html lang='fr'><head><title>Page C</title><style>p{}</style>"
-          "<script>alert(1)</script><meta name='date' content='2020-02-03'></head>"
-          "<body><nav>menu</nav><article><h1>Titre C</h1><p>Premier &amp; paragraphe.</p>"
-          "<p>Second<br>ligne.</p></article></body></html>")
-    write(tmp_path, "d.jsonl", '{"id": "d1", "title": "D1", "text": "Texte D1", "date": "2021"}\n'
-          "not json\n"
-          '{"id": "d3", "title": "sans texte"}\n')
+    write(
+        tmp_path,
+        "c.html",
+        "<html lang='fr'><head><title>Page C</title><style>p{}</style>"
+        "<script>alert(1)</script><meta name='date' content='2020-02-03'></head>"
+        "<body><nav>menu</nav><article><h1>Titre C</h1><p>Premier &amp; paragraphe.</p>"
+        "<p>Second<br>ligne.</p></article></body></html>",
+    )
+    write(
+        tmp_path,
+        "d.jsonl",
+        '{"id": "d1", "title": "D1", "text": "Texte D1", "date": "2021"}\n'
+        "not json\n"
+        '{"id": "d3", "title": "sans texte"}\n',
+    )
     write(tmp_path, "bad.md", "---\ntitle: [unclosed\n---\nx")
     write(tmp_path, "open.md", "---\ntitle: jamais fermé\ntexte")
     write(tmp_path, "date.md", "---\ndate: 2019-02-30\n---\nTexte.")
@@ -80,8 +88,10 @@ def test_missing_corpus_path_is_a_clear_error(tmp_path: Path) -> None:
         read_corpus(tmp_path / "nope")
 
 
-@pytest.mark.parametrize(("raw", "iso"), [("2019", "2019"), ("2019-11", "2019-11"), ("2019/11/5", "2019-11-05"),
-                                          ("24.01.2012", "2012-01-24"), ("", "")])
+@pytest.mark.parametrize(
+    ("raw", "iso"),
+    [("2019", "2019"), ("2019-11", "2019-11"), ("2019/11/5", "2019-11-05"), ("24.01.2012", "2012-01-24"), ("", "")],
+)
 def test_dates_in_odd_formats(raw: str, iso: str) -> None:
     assert normalise_date(raw) == iso
 

@@ -18,12 +18,16 @@ pytestmark = pytest.mark.model
 
 def small_corpus(folder: Path, extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "a.md").write_text("---\ntitle: Foire de Lyon\ndate: 2021-03\nevent: Foire\n---\n"
-                                 "La foire de Lyon a accueilli 300 exposants. Les visiteurs ont goûté des vins.\n",
-                                 encoding="utf-8")
-    (folder / "b.md").write_text("---\ntitle: Salon du livre\ndate: 2018-05-02\nevent: Livre Paris\n---\n"
-                                 "Le salon du livre de Paris a fermé ses portes. Les éditeurs étaient déçus." + extra,
-                                 encoding="utf-8")
+    (folder / "a.md").write_text(
+        "---\ntitle: Foire de Lyon\ndate: 2021-03\nevent: Foire\n---\n"
+        "La foire de Lyon a accueilli 300 exposants. Les visiteurs ont goûté des vins.\n",
+        encoding="utf-8",
+    )
+    (folder / "b.md").write_text(
+        "---\ntitle: Salon du livre\ndate: 2018-05-02\nevent: Livre Paris\n---\n"
+        "Le salon du livre de Paris a fermé ses portes. Les éditeurs étaient déçus." + extra,
+        encoding="utf-8",
+    )
     return folder
 
 
@@ -63,12 +67,13 @@ def test_corrupted_generation_refused(tmp_path: Path, embedder, settings: Settin
     res = build_index(small_corpus(tmp_path / "c"), tmp_path / "i", embedder, settings, progress=False)
     dense = res.generation / layout.DENSE
     dense.write_bytes(dense.read_bytes()[:100])
-    with pytest.raises(layout.IndexCorrupt, match="dense.faiss"):
+    with pytest.raises(layout.IndexCorrupt, match=r"dense\.faiss"):
         Engine.open(tmp_path / "i", settings, embedder)
 
 
-def test_interrupted_build_leaves_served_index_intact(tmp_path: Path, embedder, settings: Settings,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_interrupted_build_leaves_served_index_intact(
+    tmp_path: Path, embedder, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     idx = tmp_path / "i"
     first = build_index(small_corpus(tmp_path / "c"), idx, embedder, settings, progress=False)
 

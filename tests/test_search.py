@@ -46,8 +46,9 @@ def test_cli_search_json(settings) -> None:  # type: ignore[no-untyped-def]
     from indexer.cli import main
 
     runner = CliRunner()
-    out = runner.invoke(main, ["search", "qui a critiqué Salesforce ?", "--json", "-k", "2",
-                               "--index-dir", str(settings.index_dir)])
+    out = runner.invoke(
+        main, ["search", "qui a critiqué Salesforce ?", "--json", "-k", "2", "--index-dir", str(settings.index_dir)]
+    )
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
     assert ACTIVISTS in data["results"][0]["passage"]

@@ -44,8 +44,11 @@ SECURITY_HEADERS = {
 
 class EngineUnavailable(SearchError):
     def __init__(self, detail: str) -> None:
-        super().__init__("index_unavailable", f"index indisponible / index unavailable: {detail}. "
-                         "Run `salon index` to build it.", 503)
+        super().__init__(
+            "index_unavailable",
+            f"index indisponible / index unavailable: {detail}. Run `salon index` to build it.",
+            503,
+        )
 
 
 class State:
@@ -102,8 +105,10 @@ StateDep = Annotated[State, Depends(get_state)]
 def wants_html(request: Request) -> bool:
     if request.url.path in ("/", "") or request.query_params.get("format") == "html":
         return True
-    if request.url.path.startswith(("/search", "/health", "/admin", "/openapi")) or \
-            request.query_params.get("format") == "json":
+    if (
+        request.url.path.startswith(("/search", "/health", "/admin", "/openapi"))
+        or request.query_params.get("format") == "json"
+    ):
         return False
     accept = request.headers.get("accept", "")
     return "text/html" in accept
@@ -132,8 +137,9 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     def error_response(request: Request, status: int, code: str, message: str) -> Response:
         if wants_html(request):
-            return templates.TemplateResponse(request, "error.html", {"status": status, "code": code,
-                                              "message": message}, status_code=status)
+            return templates.TemplateResponse(
+                request, "error.html", {"status": status, "code": code, "message": message}, status_code=status
+            )
         return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
     @app.exception_handler(SearchError)
@@ -146,12 +152,15 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         for e in exc.errors():
             where = ".".join(str(x) for x in e.get("loc", [])[1:]) or "request"
             parts.append(f"{where}: {e.get('msg')}")
-        return error_response(request, 422, "invalid_parameter",
-                              "paramètre invalide / invalid parameter — " + "; ".join(parts))
+        return error_response(
+            request, 422, "invalid_parameter", "paramètre invalide / invalid parameter — " + "; ".join(parts)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            exc.status_code, "http_error"
+        )
         msg = {404: "page introuvable / not found"}.get(exc.status_code, str(exc.detail))
         return error_response(request, exc.status_code, code, msg)
 
@@ -173,12 +182,17 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             resp.headers.setdefault(k, v)
         return resp
 
-    def run_search(engine: Engine, q: str, k: int, offset: int, event: str | None,
-                   date_from: str | None, date_to: str | None) -> Any:
+    def run_search(
+        engine: Engine, q: str, k: int, offset: int, event: str | None, date_from: str | None, date_to: str | None
+    ) -> Any:
         return engine.search(q, k=k, offset=offset, filters=Filters(event or None, date_from or None, date_to or None))
 
-    @app.get("/search", response_model=SearchOut, summary="Search passages (JSON)",
-             responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    @app.get(
+        "/search",
+        response_model=SearchOut,
+        summary="Search passages (JSON)",
+        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
     def search_json(
         engine: EngineDep,
         q: Annotated[str, Query(description="Question or keywords", max_length=2000)],
@@ -203,10 +217,22 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         explain: bool = False,
     ) -> Response:
         engine = st.engine
-        ctx: dict[str, Any] = {"q": q or "", "k": k, "offset": offset, "event": event or "",
-                               "date_from": date_from or "", "date_to": date_to or "", "explain": explain,
-                               "facets": engine.facets() if engine else [], "res": None, "error": None,
-                               "segments": segments, "answer_pieces": answer_pieces, "examples": EXAMPLES, "is_question": False}
+        ctx: dict[str, Any] = {
+            "q": q or "",
+            "k": k,
+            "offset": offset,
+            "event": event or "",
+            "date_from": date_from or "",
+            "date_to": date_to or "",
+            "explain": explain,
+            "facets": engine.facets() if engine else [],
+            "res": None,
+            "error": None,
+            "segments": segments,
+            "answer_pieces": answer_pieces,
+            "examples": EXAMPLES,
+            "is_question": False,
+        }
         status = 200
         if q is not None and engine is None:
             raise EngineUnavailable(st.error or "no index loaded")
@@ -215,20 +241,28 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
                 res = run_search(engine, q, k, offset, event, date_from, date_to)  # type: ignore[arg-type]
                 ctx["res"] = res
                 ctx["is_question"] = is_question(res.query)
-                base = {"q": q, "k": k, "event": event or "", "date_from": date_from or "",
-                        "date_to": date_to or ""}
-                ctx["next_url"] = ("/?" + urlencode({**base, "offset": offset + k})
-                                   if offset + k < res.total else None)
+                base = {"q": q, "k": k, "event": event or "", "date_from": date_from or "", "date_to": date_to or ""}
+                ctx["next_url"] = "/?" + urlencode({**base, "offset": offset + k}) if offset + k < res.total else None
                 ctx["prev_url"] = "/?" + urlencode({**base, "offset": max(0, offset - k)}) if offset > 0 else None
             except SearchError as exc:
                 ctx["error"] = exc.message
                 status = exc.status
         return templates.TemplateResponse(request, "index.html", ctx, status_code=status)
 
-    @app.get("/articles/{doc_id}", response_model=ArticleOut, summary="One article (JSON, or HTML for browsers)",
-             responses={404: {"model": ErrorOut}})
-    def article(request: Request, engine: EngineDep, doc_id: str, start: int | None = None,
-                end: int | None = None, q: str | None = None) -> Any:
+    @app.get(
+        "/articles/{doc_id}",
+        response_model=ArticleOut,
+        summary="One article (JSON, or HTML for browsers)",
+        responses={404: {"model": ErrorOut}},
+    )
+    def article(
+        request: Request,
+        engine: EngineDep,
+        doc_id: str,
+        start: int | None = None,
+        end: int | None = None,
+        q: str | None = None,
+    ) -> Any:
         art = engine.article(doc_id)
         if not wants_html(request):
             return asdict(art)
@@ -237,22 +271,34 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             from search.types import Highlight
 
             hl.append(Highlight(start, end, "answer", 1.0))
-        return templates.TemplateResponse(request, "article.html", {
-            "art": art, "segments": segments, "highlights": hl, "q": q or "",
-            "has_passage": bool(hl)})
+        return templates.TemplateResponse(
+            request,
+            "article.html",
+            {"art": art, "segments": segments, "highlights": hl, "q": q or "", "has_passage": bool(hl)},
+        )
 
     @app.get("/health", response_model=HealthOut, summary="Served index and model")
     def health(st: StateDep) -> Any:
         e = st.engine
         if e is None:
-            return JSONResponse({"status": "unavailable", "generation": None, "model": None, "counts": {},
-                                 "detail": st.error}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "generation": None, "model": None, "counts": {}, "detail": st.error},
+                status_code=503,
+            )
         d = e.describe()
-        return {"status": "ok", "generation": d["generation"], "model": d["model"],
-                "built_at": d["built_at"], "counts": d["counts"]}
+        return {
+            "status": "ok",
+            "generation": d["generation"],
+            "model": d["model"],
+            "built_at": d["built_at"],
+            "counts": d["counts"],
+        }
 
-    @app.post("/admin/reload", summary="Serve the newest index generation (needs SALON_ADMIN_TOKEN)",
-              responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
+    @app.post(
+        "/admin/reload",
+        summary="Serve the newest index generation (needs SALON_ADMIN_TOKEN)",
+        responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+    )
     def admin_reload(request: Request, st: StateDep) -> Any:
         token = os.environ.get("SALON_ADMIN_TOKEN", "")
         if not token:
