@@ -51,14 +51,17 @@ def raw_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-@lru_cache(maxsize=200_000)
-def _term(word: str) -> str:
+@lru_cache(maxsize=500_000)
+def _term(word: str) -> str | None:
+    """The index term of one lowercased word, or None for a stop word (cached: words repeat)."""
+    if word in STOP_WORDS or fold(word) in _FOLDED_STOP:
+        return None
     return fold(_stemmer().stemWord(word))
 
 
 def analyze(text: str) -> list[str]:
     """Index terms of ``text``."""
-    return [_term(w) for w in raw_tokens(text) if w not in STOP_WORDS and fold(w) not in _FOLDED_STOP]
+    return [t for w in raw_tokens(text) if (t := _term(w)) is not None]
 
 
 _FOLDED_STOP = frozenset(fold(w) for w in STOP_WORDS)
@@ -68,8 +71,8 @@ def term_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, term) of every analysable word in ``text``, offsets into ``text`` itself."""
     out = []
     for m in re.finditer(r"\b\d{1,3}(?:[.\u00a0\u202f ]\d{3})+\b|[^\W_]+", text):
-        word = m.group(0)
-        terms = analyze(word)
-        if terms:
-            out.append((m.start(), m.end(), terms[0]))
+        words = raw_tokens(m.group(0))
+        term = _term(words[0]) if len(words) == 1 else (analyze(m.group(0)) or [None])[0]
+        if term:
+            out.append((m.start(), m.end(), term))
     return out

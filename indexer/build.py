@@ -48,6 +48,7 @@ class BuildResult:
     problems: list[Problem] = field(default_factory=list)
     embed_seconds: float = 0.0
     embed_tokens: int = 0
+    changes: dict[str, int] = field(default_factory=dict)  # added / changed / removed / unchanged articles
 
     @property
     def skipped(self) -> list[Problem]:
@@ -114,6 +115,7 @@ def build_index(
     if not report.articles:
         raise layout.IndexMissing("nothing to index: no readable article")
     with layout.build_lock(index_dir):
+        changes = diff_with_served(index_dir, report.articles)
         tmp = index_dir / f".build-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
         tmp.mkdir(parents=True)
         try:
@@ -126,10 +128,35 @@ def build_index(
             layout.fsync_dir(index_dir)
             layout.publish(index_dir, gen, settings.keep_generations)
             result.generation = gen
+            result.changes = changes
             return result
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def diff_with_served(index_dir: Path, articles: list[Article]) -> dict[str, int]:
+    """Compare the corpus with the served generation by content hash (empty if none is served).
+
+    Unchanged text is never re-encoded whatever this says: embeddings come from the cache keyed
+    by (model, text); this is the operator's summary of what the build changes.
+    """
+    try:
+        gen = layout.current_generation(index_dir)
+        db = sqlite3.connect(f"file:{gen / layout.STORE}?mode=ro", uri=True)
+        try:
+            old = dict(db.execute("SELECT id, hash FROM articles").fetchall())
+        finally:
+            db.close()
+    except (layout.IndexError_, sqlite3.Error):
+        return {}
+    new = {a.id: a.content_hash for a in articles}
+    return {
+        "added": sum(1 for i in new if i not in old),
+        "changed": sum(1 for i, h in new.items() if i in old and old[i] != h),
+        "removed": sum(1 for i in old if i not in new),
+        "unchanged": sum(1 for i, h in new.items() if old.get(i) == h),
+    }
 
 
 def _build_into(
@@ -153,8 +180,11 @@ def _build_into(
 
     t_embed = time.perf_counter()
     bs = settings.batch_size
+    encoded = 0
     chunk_vecs = embedder.encode(chunk_texts, embedder.passage_prompt, "embedding chunks" if progress else None, bs)
+    encoded += embedder.last_encoded
     sent_vecs = embedder.encode(sent_texts, embedder.passage_prompt, "embedding sentences" if progress else None, bs)
+    encoded += embedder.last_encoded
     embed_seconds = time.perf_counter() - t_embed
     embed_tokens = sum(c.tokens for p in prepared for c in p.chunks)
 
@@ -183,6 +213,7 @@ def _build_into(
         },
         analyzer=ANALYZER_VERSION,
         counts={
+            "encoded_texts": encoded,
             "articles": len(prepared),
             "chunks": len(chunk_texts),
             "sentences": len(sent_texts),

@@ -36,8 +36,11 @@ def main(ctx: click.Context, model: str | None, cache_dir: Path | None) -> None:
 @click.option("--index-dir", type=click.Path(path_type=Path), help="Index folder (default var/index).")
 @click.option("--if-missing", is_flag=True, help="Do nothing if an index already exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--full", is_flag=True, help="Re-encode every text (ignore the embedding cache).")
 @click.pass_context
-def index(ctx: click.Context, corpus: Path | None, index_dir: Path | None, if_missing: bool, quiet: bool) -> None:
+def index(
+    ctx: click.Context, corpus: Path | None, index_dir: Path | None, if_missing: bool, quiet: bool, full: bool
+) -> None:
     """Rebuild the index of CORPUS (default: corpus/). Exit 0 if all was read, 3 if some files were skipped."""
     from indexer import layout
     from indexer.build import build_index
@@ -55,7 +58,7 @@ def index(ctx: click.Context, corpus: Path | None, index_dir: Path | None, if_mi
         except layout.IndexError_:
             pass
     try:
-        embedder = Embedder.from_settings(s)
+        embedder = Embedder.from_settings(s, use_cache=not full)
         result = build_index(corpus, index_dir, embedder, s, progress=not quiet)
     except (CorpusError, ModelError, layout.IndexError_) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -66,6 +69,13 @@ def index(ctx: click.Context, corpus: Path | None, index_dir: Path | None, if_mi
         f"{m.counts['sentences']} sentences in {m.build_seconds:.1f} s "
         f"(embedding {rate:.1f} chunks/s) → {result.generation}"
     )
+    if result.changes:
+        ch = result.changes
+        click.echo(
+            f"changes since the served index: {ch['added']} added, {ch['changed']} changed, "
+            f"{ch['removed']} removed, {ch['unchanged']} unchanged; "
+            f"{m.counts.get('encoded_texts', 0)} texts encoded, the rest from the embedding cache"
+        )
     for p in result.problems:
         click.echo(f"{'skipped' if p.skipped else 'warning'}: {p.path}: {p.reason}", err=True)
     if result.skipped:

@@ -140,6 +140,7 @@ class Embedder:
         self.model = model
         self.cache = cache
         self.dim = int(model.get_embedding_dimension() or 0)
+        self.last_encoded = 0  # texts actually run through the model by the last encode()
         prompts = getattr(model, "prompts", {}) or {}
         self.query_prompt = prompts.get("query", "")
         self.passage_prompt = prompts.get("document", prompts.get("passage", ""))
@@ -161,6 +162,7 @@ class Embedder:
     ) -> np.ndarray:
         """Normalised float32 embeddings, shape (len(texts), dim)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        self.last_encoded = 0
         todo = list(range(len(texts)))
         keys: list[bytes] = []
         if self.cache is not None and len(texts) > 1:
@@ -172,6 +174,7 @@ class Embedder:
                     out[i] = np.frombuffer(hits[k], dtype=np.float32)
                 else:
                     todo.append(i)
+        self.last_encoded = len(todo)
         if not todo:
             return out
         # Longest first and in length order, so a batch pads little (padding is pure waste on CPU).

@@ -41,6 +41,7 @@ class _Candidate:
     row: int
     scores: Scores
     best_sentence: int = -1
+    features: np.ndarray | None = None
 
 
 class Engine:
@@ -58,6 +59,9 @@ class Engine:
         self.sent_vecs = np.load(generation / layout.SENTENCES).astype(np.float32)
         self.lexical = bm25s.BM25.load(str(generation / layout.LEXICAL), show_progress=False)
         self.vocab: dict[str, int] = dict(self.lexical.vocab_dict)
+        indptr = np.asarray(self.lexical.scores["indptr"])
+        counts = np.diff(indptr)
+        self.doc_freq = {t: int(counts[i]) for t, i in self.vocab.items() if i < len(counts)}
         db = sqlite3.connect(f"file:{generation / layout.STORE}?mode=ro", uri=True)
         try:
             arts = db.execute(
@@ -204,25 +208,19 @@ class Engine:
         top = top[np.argsort(-scores[top], kind="stable")]
         return top.astype(np.int64), scores[top]
 
-    def search(
+    def retrieve(
         self,
-        query: str,
-        k: int = 10,
-        offset: int = 0,
-        filters: Filters | None = None,
+        q: str,
+        qv: np.ndarray | None,
         mode: str = "hybrid",
-        answer: bool = True,
-    ) -> SearchResponse:
-        t0 = time.perf_counter()
-        q = self.validate(query, k, offset)
-        if mode not in MODES:
-            raise SearchError("bad_mode", f"mode must be one of {', '.join(MODES)}")
-        mask = self._mask(filters)
+        mask: np.ndarray | None = None,
+        depth: int | None = None,
+    ) -> list[_Candidate]:
+        """Candidates ranked by the pipeline for ``mode`` (before de-duplication and paging)."""
         s = self.settings
-        depth = max(s.candidates, offset + k)
-        qv = self.embedder.encode_query(q) if mode != "lexical" else None
+        depth = depth or s.candidates
         cands: dict[int, _Candidate] = {}
-        if qv is not None:
+        if qv is not None and mode != "lexical":
             rows, scores = self._dense(qv, depth, mask)
             for r, (row, sc) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True), 1):
                 c = cands.setdefault(row, _Candidate(row, Scores()))
@@ -240,11 +238,30 @@ class Engine:
             c.scores.fused_rank = i
             c.scores.final = c.scores.fused
         if qv is not None and mode == "hybrid":
-            self._rescore(ranked[: s.rerank_depth], qv)
+            self._rescore(ranked[: s.rerank_depth], qv, terms)
             ranked.sort(key=lambda c: -c.scores.final)
         elif qv is not None:
-            for c in ranked[: max(k + offset, 10)]:
+            for c in ranked[:20]:
                 self._best_sentence(c, qv)
+        return ranked
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        offset: int = 0,
+        filters: Filters | None = None,
+        mode: str = "hybrid",
+        answer: bool = True,
+    ) -> SearchResponse:
+        t0 = time.perf_counter()
+        q = self.validate(query, k, offset)
+        if mode not in MODES:
+            raise SearchError("bad_mode", f"mode must be one of {', '.join(MODES)}")
+        mask = self._mask(filters)
+        qv = self.embedder.encode_query(q) if mode != "lexical" else None
+        terms = analyze(q)
+        ranked = self.retrieve(q, qv, mode, mask, max(self.settings.candidates, offset + k))
         ranked = self._dedupe(ranked)
         page = ranked[offset : offset + k]
         qterms = set(terms)
@@ -276,17 +293,72 @@ class Engine:
         c.scores.sentence = float(sims[j])
         return float(sims[j])
 
-    def _rescore(self, top: list[_Candidate], qv: np.ndarray) -> None:
-        # The fused score says "both retrievers like this chunk"; the best sentence says "one
-        # sentence here really matches". Both on comparable scales: RRF scores are tiny, so the
-        # fused term is rescaled to [0, 1] over the candidates.
+    FEATURES = (
+        "dense",
+        "sentence",
+        "lexical_norm",
+        "sentence_coverage",
+        "fused_rrank",
+        "chunk_coverage",
+        "second_sentence",
+        "lexical_rrank",
+        "dense_rrank",
+    )
+
+    def features(self, c: _Candidate, qv: np.ndarray, qterms: dict[str, float], lex_max: float) -> np.ndarray:
+        """Second-stage features of a candidate (see FEATURES), each roughly in [0, 1]."""
+        lo, hi = int(self.chunk_first[c.row]), int(self.chunk_last[c.row]) + 1
+        sims = self.sent_vecs[lo:hi] @ qv
+        order = np.argsort(-sims)
+        c.best_sentence = lo + int(order[0])
+        c.scores.sentence = float(sims[order[0]])
+        second = float(sims[order[1]]) if len(order) > 1 else float(sims[order[0]])
+        dense = c.scores.dense if c.scores.dense is not None else float(self.dense.reconstruct(int(c.row)) @ qv)
+        lex = (c.scores.lexical or 0.0) / lex_max if lex_max > 0 else 0.0
+        # IDF-weighted share of the query's terms found in the best-covering sentence, and in the
+        # whole chunk: questions are usually answered by one sentence, not spread over a passage.
+        cover = chunk_cover = 0.0
+        total = sum(qterms.values())
+        if total > 0:
+            art = self.articles[int(self.chunk_article[c.row])].text
+            seen: set[str] = set()
+            for j in range(lo, hi):
+                terms = set(analyze(art[int(self.sent_start[j]) : int(self.sent_end[j])]))
+                seen |= terms
+                cover = max(cover, sum(w for t, w in qterms.items() if t in terms) / total)
+            chunk_cover = sum(w for t, w in qterms.items() if t in seen) / total
+        return np.array(
+            [
+                dense,
+                c.scores.sentence,
+                lex,
+                cover,
+                1.0 / (c.scores.fused_rank or 1),
+                chunk_cover,
+                second,
+                1.0 / c.scores.lexical_rank if c.scores.lexical_rank else 0.0,
+                1.0 / c.scores.dense_rank if c.scores.dense_rank else 0.0,
+            ],
+            dtype=np.float32,
+        )
+
+    def query_term_weights(self, terms: list[str]) -> dict[str, float]:
+        n = max(1, self.dense.ntotal)
+        return {
+            t: float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for t in set(terms) for df in [self.doc_freq.get(t, 0)]
+        }
+
+    def _rescore(self, top: list[_Candidate], qv: np.ndarray, terms: list[str]) -> None:
+        # A linear second stage over features fitted on held-out questions (bench/tune.py);
+        # chunks outside the rescored depth keep their fused order below the rescored ones.
         if not top:
             return
-        fmax = max(c.scores.fused for c in top)
+        qterms = self.query_term_weights(terms)
+        lex_max = max((c.scores.lexical or 0.0) for c in top)
+        w = np.asarray(self.settings.rerank_weights, dtype=np.float32)
         for c in top:
-            sent = self._best_sentence(c, qv)
-            dense = c.scores.dense if c.scores.dense is not None else float(self.dense.reconstruct(int(c.row)) @ qv)
-            c.scores.final = (0.5 * c.scores.fused / fmax) + 4.0 * sent + 4.0 * dense
+            c.features = self.features(c, qv, qterms, lex_max)
+            c.scores.final = 10.0 + float(c.features @ w)
 
     def _dedupe(self, ranked: list[_Candidate]) -> list[_Candidate]:
         """Drop a chunk overlapping a better-ranked chunk of the same article."""

@@ -104,3 +104,26 @@ def test_old_generations_pruned(tmp_path: Path, embedder, settings: Settings) ->
     shutil.rmtree(gens[2])
     with pytest.raises(layout.IndexCorrupt):
         Engine.open(tmp_path / "i", s, embedder)
+
+
+def test_incremental_rebuild_matches_full_rebuild(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from indexer.model import Embedder
+
+    c = small_corpus(tmp_path / "c")
+    build_index(c, tmp_path / "inc", embedder, settings, progress=False)
+    (c / "b.md").unlink()
+    (c / "a.md").write_text((c / "a.md").read_text() + " Un concours de fromages a eu lieu.", encoding="utf-8")
+    (c / "n.md").write_text("---\ntitle: Nouveau\n---\nLe salon nautique ouvre à Paris.", encoding="utf-8")
+    inc = build_index(c, tmp_path / "inc", embedder, settings, progress=False)
+    assert inc.changes == {"added": 1, "changed": 1, "removed": 0 + 1, "unchanged": 0}
+    # only the new and changed texts went through the model
+    assert 0 < inc.manifest.counts["encoded_texts"] < inc.manifest.counts["chunks"] + inc.manifest.counts["sentences"]
+    uncached = Embedder(embedder.info, embedder.model, None)
+    full = build_index(c, tmp_path / "full", uncached, settings, progress=False)
+    assert full.manifest.counts["encoded_texts"] == full.manifest.counts["chunks"] + full.manifest.counts["sentences"]
+    e1, e2 = Engine.open(tmp_path / "inc", settings, embedder), Engine.open(tmp_path / "full", settings, embedder)
+    for q in ("fromages", "salon nautique à Paris", "qui a exposé à Lyon ?", "livre"):
+        r1, r2 = e1.search(q, k=5), e2.search(q, k=5)
+        assert [(r.doc_id, r.start, r.end) for r in r1.results] == [(r.doc_id, r.start, r.end) for r in r2.results]
+        assert [round(r.score, 4) for r in r1.results] == [round(r.score, 4) for r in r2.results]
+    assert all(r.doc_id != "b" for r in e1.search("salon du livre", k=5).results)

@@ -1,0 +1,56 @@
+"""Index build throughput and peak memory, with the embedding cache off (every text encoded).
+
+    .venv/bin/python bench/build.py ../shared/eval/piaf-dev
+
+Prints chunks/s and tokens/s of the embedding stage (chunks and sentences both), the whole
+build time and the peak resident memory of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from indexer.build import build_index  # noqa: E402
+from indexer.corpus import CorpusReport  # noqa: E402
+from indexer.evaluate import load_dataset  # noqa: E402
+from indexer.model import Embedder  # noqa: E402
+from indexer.settings import Settings  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--max-docs", type=int)
+    args = ap.parse_args()
+    settings = Settings()
+    ds = load_dataset(args.dataset, max_docs=args.max_docs)
+    embedder = Embedder.from_settings(settings, use_cache=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        res = build_index(CorpusReport(ds.articles), Path(tmp), embedder, settings)
+        total = time.perf_counter() - t0
+    m = res.manifest.counts
+    tok = embedder.model.tokenizer
+    gen_texts = [a.text for a in ds.articles]
+    sent_tokens = sum(len(x) for x in tok(gen_texts, add_special_tokens=False)["input_ids"])
+    all_tokens = res.embed_tokens + sent_tokens
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{ds.name}: {m['articles']} articles → {m['chunks']} chunks + {m['sentences']} sentences")
+    print(f"embedding stage: {res.embed_seconds:.1f} s for {m['chunks'] + m['sentences']} texts, ≈{all_tokens} tokens")
+    print(
+        f"  chunks/s (chunks + sentences encoded): {(m['chunks'] + m['sentences']) / res.embed_seconds:.1f}; "
+        f"chunk-only rate: {m['chunks'] / res.embed_seconds:.1f}"
+    )
+    print(f"  tokens/s: {all_tokens / res.embed_seconds:.0f}")
+    print(f"whole build: {total:.1f} s; peak RSS {peak_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Retrieval and answer quality, side by side, in one run: BM25 alone, dense alone, Salon, txtai.
+
+    .venv/bin/python bench/quality.py ../shared/eval/piaf-dev
+    .venv/bin/python bench/quality.py ../shared/eval/orangesum --max-docs 2400
+
+The first three rows are `salon eval` (same index, same engine, same code path as /search);
+the fourth is txtai (PyPI `txtai`) with its hybrid mode over the same local model folder, the
+same e5 prompts, the same documents (title + text) and the same questions. Prints a Markdown
+table and writes the raw figures as JSON next to it with --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from indexer.evaluate import evaluate, load_dataset, metrics_for  # noqa: E402
+from indexer.model import resolve_model  # noqa: E402
+from indexer.settings import Settings  # noqa: E402
+
+COLS = ["R@1", "R@5", "R@20", "MRR@10", "nDCG@10", "p50_ms", "p95_ms"]
+
+
+def run_txtai(folder: Path, settings: Settings, max_docs: int | None, limit: int | None) -> dict[str, Any]:
+    from txtai import Embeddings
+
+    ds = load_dataset(folder, max_docs=max_docs, limit=limit)
+    info = resolve_model(settings)
+    emb = Embeddings(
+        path=str(info.path), content=True, hybrid=True, instructions={"query": "query: ", "data": "passage: "}
+    )
+    t0 = time.perf_counter()
+    emb.index((a.id, f"{a.title}\n\n{a.text}" if a.title else a.text, None) for a in ds.articles)
+    build = time.perf_counter() - t0
+    ranks: list[int | None] = []
+    lat: list[float] = []
+    emb.search("échauffement", 1)
+    for q in ds.questions:
+        t = time.perf_counter()
+        res = emb.search(q.text, 20)
+        lat.append((time.perf_counter() - t) * 1000)
+        ids = [r["id"] for r in res]
+        ranks.append(ids.index(q.gold_doc) + 1 if q.gold_doc in ids else None)
+    out: dict[str, Any] = metrics_for(ranks, lat)
+    out["build_seconds"] = round(build, 1)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--max-docs", type=int)
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--skip-txtai", action="store_true")
+    ap.add_argument("--out", type=Path, help="Write the raw figures as JSON here.")
+    args = ap.parse_args()
+    settings = Settings()
+    report = evaluate(args.dataset, settings, ["lexical", "dense", "hybrid"], limit=args.limit, max_docs=args.max_docs)
+    rows = {
+        "BM25 (bm25s, French analyser)": report["modes"]["lexical"],
+        "dense (e5-small, FAISS)": report["modes"]["dense"],
+        "Salon (hybrid + sentence rerank)": report["modes"]["hybrid"],
+    }
+    if not args.skip_txtai:
+        rows["txtai 9.14 hybrid (same model)"] = run_txtai(args.dataset, settings, args.max_docs, args.limit)
+        report["txtai"] = rows["txtai 9.14 hybrid (same model)"]
+    print(
+        f"\n{report['dataset']}: {report['documents']} documents, {report['questions']} questions. "
+        f"{report.get('note', '')}\n"
+    )
+    print("| system | " + " | ".join(COLS) + " |")
+    print("|---" * (len(COLS) + 1) + "|")
+    for name, m in rows.items():
+        print(f"| {name} | " + " | ".join(f"{m[c]:.3f}" if "ms" not in c else f"{m[c]:.1f}" for c in COLS) + " |")
+    h = report["modes"]["hybrid"]
+    if "answer_sentence_hit" in h:
+        print(
+            f"\nAnswers (Salon): top answer sentence contains a gold answer for {h['answer_sentence_hit']:.3f} "
+            f"of questions; short span EM {h['span_em']:.3f}, F1 {h['span_f1']:.3f}; "
+            f"abstention {h['abstention']:.3f}."
+        )
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
