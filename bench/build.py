@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from indexer.build import build_index  # noqa: E402
-from indexer.corpus import CorpusReport  # noqa: E402
-from indexer.evaluate import load_dataset  # noqa: E402
-from indexer.model import Embedder  # noqa: E402
-from indexer.settings import Settings  # noqa: E402
+from indexer.build import build_index
+from indexer.corpus import CorpusReport
+from indexer.evaluate import load_dataset
+from indexer.model import Embedder
+from indexer.settings import Settings
 
 
 def main() -> None:

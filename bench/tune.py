@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import sys
 import time
 from pathlib import Path
@@ -20,14 +19,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from indexer.analysis import analyze  # noqa: E402
-from indexer.build import build_index  # noqa: E402
-from indexer.corpus import CorpusReport  # noqa: E402
-from indexer.evaluate import _norm, load_dataset  # noqa: E402
-from indexer.layout import IndexError_, Manifest, current_generation  # noqa: E402
-from indexer.model import Embedder  # noqa: E402
-from indexer.settings import Settings  # noqa: E402
-from search.engine import Engine  # noqa: E402
+from indexer.analysis import analyze
+from indexer.build import build_index
+from indexer.corpus import CorpusReport
+from indexer.evaluate import _norm, load_dataset
+from indexer.layout import IndexError_, Manifest, current_generation
+from indexer.model import Embedder
+from indexer.settings import Settings
+from search.engine import Engine
 
 
 def held_out(qid: str) -> bool:

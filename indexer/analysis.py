@@ -72,7 +72,11 @@ def term_spans(text: str) -> list[tuple[int, int, str]]:
     out = []
     for m in re.finditer(r"\b\d{1,3}(?:[.\u00a0\u202f ]\d{3})+\b|[^\W_]+", text):
         words = raw_tokens(m.group(0))
-        term = _term(words[0]) if len(words) == 1 else (analyze(m.group(0)) or [None])[0]
+        if len(words) == 1:
+            term = _term(words[0])
+        else:  # grouped digits such as "170.000"
+            terms = analyze(m.group(0))
+            term = terms[0] if terms else None
         if term:
             out.append((m.start(), m.end(), term))
     return out
