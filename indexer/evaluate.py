@@ -174,7 +174,12 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
     ranks: list[int | None] = []
     lat: list[float] = []
     has_answers = any(q.answers for q in ds.questions)
-    sent_hit = span_em = span_f1 = abstain = 0.0
+    threshold = engine.settings.answer_threshold
+    if has_answers and mode == "hybrid":
+        # Ask for an answer whatever its confidence, then apply the real threshold here: one
+        # search per question measures both "with abstention" and "always answer".
+        engine.settings = engine.settings.model_copy(update={"answer_threshold": 0.0})
+    sent_hit = sent_hit_any = span_em = span_f1 = abstain = 0.0
     qs: Any = ds.questions
     if progress:
         from tqdm import tqdm
@@ -190,12 +195,13 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
         ranks.append(docs.index(q.gold_doc) + 1 if q.gold_doc in docs else None)
         if has_answers and mode == "hybrid":
             a = res.answer
-            if a is None:
+            golds = [_norm(g) for g in q.answers]
+            contains = a is not None and any(g and g in _norm(a.text) for g in golds)
+            sent_hit_any += contains
+            if a is None or a.score < threshold:
                 abstain += 1
                 continue
-            golds = [_norm(g) for g in q.answers]
-            if any(g and g in _norm(a.text) for g in golds):
-                sent_hit += 1
+            sent_hit += contains
             if a.span_text:
                 span_em += float(any(_norm(a.span_text) == g for g in golds))
                 span_f1 += max(_f1(a.span_text, g) for g in q.answers)
@@ -230,7 +236,9 @@ def format_table(report: dict[str, Any]) -> str:
     for mode, m in report["modes"].items():
         if "answer_sentence_hit" in m:
             lines.append(
-                f"\nanswers ({mode}): top sentence contains gold {m['answer_sentence_hit']:.3f}, "
+                f"\nanswers ({mode}): top sentence contains gold {m['answer_sentence_hit']:.3f} "
+                f"(precision when answering {m['answer_precision']:.3f}; "
+                f"{m['answer_sentence_hit_no_abstention']:.3f} if it never abstained), "
                 f"short span EM {m['span_em']:.3f} / F1 {m['span_f1']:.3f}, "
                 f"abstention {m['abstention']:.3f}"
             )

@@ -67,18 +67,9 @@ def question_type(query: str) -> str | None:
 
 
 def is_question(query: str) -> bool:
+    """A question mark, or a question word among the first words ("En quelle année …")."""
     q = query.strip()
-    return (
-        q.endswith("?")
-        or (question_type(q) is not None and not q.lower().startswith(("que ", "quel")))
-        or bool(
-            re.match(
-                r"(?i)(qui|quand|où|combien|pourquoi|comment|quels?|quelles?|who|when|where|"
-                r"why|how|what|which)\b",
-                q,
-            )
-        )
-    )
+    return q.endswith("?") or question_type(q) is not None or bool(re.match(r"(?i)est-ce|y a-t-il", q))
 
 
 def _sigmoid(x: float) -> float:

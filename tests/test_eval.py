@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from indexer.evaluate import _f1, load_dataset, metrics_for
+from tests.conftest import SHARED
+
+PIAF = SHARED / "eval" / "piaf-dev"
+ORANGESUM = SHARED / "eval" / "orangesum"
+
+
+def test_metrics_are_right_on_a_hand_example() -> None:
+    m = metrics_for([1, 2, None, 11], [10.0, 20.0, 30.0, 40.0])
+    assert m["R@1"] == 0.25 and m["R@5"] == 0.5 and m["R@20"] == 0.75
+    assert m["MRR@10"] == pytest.approx((1 + 0.5) / 4)
+    assert m["nDCG@10"] == pytest.approx((1 + 1 / 1.584962500721156) / 4)
+    assert m["p50_ms"] == 25.0
+    assert _f1("des activistes", "les activistes") == 1.0 and _f1("Paris", "Lyon") == 0.0
+
+
+def test_orangesum_layout_subset_keeps_gold_documents() -> None:
+    ds = load_dataset(ORANGESUM, max_docs=60, limit=25)
+    ids = {a.id for a in ds.articles}
+    assert len(ds.articles) == 60 and len(ds.questions) == 25
+    assert all(q.gold_doc in ids for q in ds.questions)
+    assert all("\n\n" in a.text or len(a.text) > 0 for a in ds.articles)
+    assert "all gold" in ds.note
+
+
+@pytest.mark.model
+def test_salon_eval_on_a_piaf_subset() -> None:
+    from indexer.cli import main
+
+    out = CliRunner().invoke(main, ["eval", str(PIAF), "--json", "--limit", "30", "--max-docs", "40"])
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.output[out.output.index("{") :])
+    assert r["documents"] == 40 and r["questions"] == 30
+    for mode in ("lexical", "dense", "hybrid"):
+        assert set(r["modes"][mode]) >= {"R@1", "R@5", "R@20", "MRR@10", "nDCG@10", "p50_ms", "p95_ms"}
+    # on 40 passages the right one is almost always in the top 5, whatever the mode
+    assert r["modes"]["hybrid"]["R@5"] >= 0.8
+    assert r["modes"]["hybrid"]["MRR@10"] >= r["modes"]["dense"]["MRR@10"] - 0.05
+    assert 0 <= r["modes"]["hybrid"]["abstention"] <= 1
