@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import Field
+
+# Field descriptions here are what /docs shows: the web layer serves these types as they are.
 
 
 class SearchError(ValueError):
@@ -27,22 +32,22 @@ class Filters:
 
 @dataclass
 class Highlight:
-    start: int  # offsets into the result's passage
-    end: int
-    kind: str  # "answer" | "term"
+    start: Annotated[int, Field(description="Start offset in the result's `passage` (Python string index)")]
+    end: Annotated[int, Field(description="End offset in `passage`, exclusive")]
+    kind: Annotated[str, Field(description="`answer` (the answering sentence) or `term` (a query word)")]
     score: float
 
 
 @dataclass
 class Scores:
-    dense: float | None = None
+    dense: Annotated[float | None, Field(description="Cosine similarity of query and chunk")] = None
     dense_rank: int | None = None
-    lexical: float | None = None
+    lexical: Annotated[float | None, Field(description="BM25 score over French terms")] = None
     lexical_rank: int | None = None
-    fused: float = 0.0
+    fused: Annotated[float, Field(description="Reciprocal-rank fusion of the two rankings")] = 0.0
     fused_rank: int | None = None
-    sentence: float | None = None
-    final: float = 0.0
+    sentence: Annotated[float | None, Field(description="Cosine of the best sentence in the chunk")] = None
+    final: Annotated[float, Field(description="Second-stage score the results are ordered by")] = 0.0
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Result:
     source: str
     score: float
     passage: str
-    start: int  # offsets of the passage in the article text
+    start: Annotated[int, Field(description="Offset of the passage in the article text")]
     end: int
     highlights: list[Highlight] = field(default_factory=list)
     scores: Scores = field(default_factory=Scores)
@@ -67,11 +72,11 @@ class Answer:
     text: str
     doc_id: str
     chunk_id: int
-    start: int  # offsets of the answering sentence in the article text
+    start: Annotated[int, Field(description="Offset of the answering sentence in the article text")]
     end: int
-    score: float  # calibrated confidence in [0, 1]
+    score: Annotated[float, Field(description="Calibrated confidence in [0, 1]")]
     title: str = ""
-    span: tuple[int, int] | None = None  # short answer inside the article text, when found
+    span: Annotated[tuple[int, int] | None, Field(description="Short answer, offsets in the article text")] = None
     span_text: str | None = None
 
 
@@ -79,10 +84,12 @@ class Answer:
 class SearchResponse:
     query: str
     took_ms: float
-    total: int
-    answer: Answer | None
+    total: Annotated[int, Field(description="Distinct passages found (before paging)")]
+    answer: Annotated[Answer | None, Field(description="Best answer for a question, or null (abstained)")]
     results: list[Result]
-    answers: list[Answer] = field(default_factory=list)  # distinct answers across articles
+    answers: Annotated[list[Answer], Field(description="Distinct answers across articles")] = field(
+        default_factory=list
+    )
 
 
 @dataclass

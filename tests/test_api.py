@@ -68,8 +68,11 @@ def test_health_openapi_and_limits(client) -> None:  # type: ignore[no-untyped-d
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["generation"].startswith("gen-") and h["counts"]["articles"] == 3
     spec = client.get("/openapi.json").json()
-    schema = spec["components"]["schemas"]["SearchOut"]
-    assert schema["examples"][0]["answer"]["span_text"] == "des activistes"
+    ok = spec["paths"]["/search"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["example"]["answer"]["span_text"] == "des activistes"
+    assert ok["schema"]["$ref"].endswith("/SearchResponse")
+    fields = spec["components"]["schemas"]["Highlight"]["properties"]
+    assert "passage" in fields["start"]["description"]
     assert "/search" in spec["paths"] and "/articles/{doc_id}" in spec["paths"]
     big = client.post("/admin/reload", content=b"x" * 20000)
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"

@@ -8,7 +8,6 @@ import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -25,9 +24,9 @@ from indexer.model import Embedder, ModelError
 from indexer.settings import Settings
 from search.answer import is_question
 from search.engine import Engine
-from search.types import Filters, SearchError
+from search.types import ArticleInfo, Filters, SearchError, SearchResponse
 from web.render import answer_pieces, segments
-from web.schemas import ArticleOut, ErrorOut, HealthOut, SearchOut
+from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut
 
 log = logging.getLogger("salon.web")
 HERE = Path(__file__).parent
@@ -189,9 +188,13 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     @app.get(
         "/search",
-        response_model=SearchOut,
+        response_model=SearchResponse,
         summary="Search passages (JSON)",
-        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        responses={
+            200: {"content": {"application/json": {"example": SEARCH_EXAMPLE}}},
+            422: {"model": ErrorOut},
+            503: {"model": ErrorOut},
+        },
     )
     def search_json(
         engine: EngineDep,
@@ -202,7 +205,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         date_from: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,
         date_to: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,
     ) -> Any:
-        return asdict(run_search(engine, q, k, offset, event, date_from, date_to))
+        return run_search(engine, q, k, offset, event, date_from, date_to)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(
@@ -251,7 +254,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     @app.get(
         "/articles/{doc_id}",
-        response_model=ArticleOut,
+        response_model=ArticleInfo,
         summary="One article (JSON, or HTML for browsers)",
         responses={404: {"model": ErrorOut}},
     )
@@ -265,7 +268,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
     ) -> Any:
         art = engine.article(doc_id)
         if not wants_html(request):
-            return asdict(art)
+            return art
         hl = []
         if start is not None and end is not None and 0 <= start < end <= len(art.text):
             from search.types import Highlight

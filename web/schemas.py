@@ -1,59 +1,12 @@
-"""Pydantic models of the JSON API, so /docs and /openapi.json show the real shapes."""
+"""What the JSON API adds to the engine's own types: health, errors, and a worked example."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-
-class HighlightOut(BaseModel):
-    start: int = Field(description="Start offset in `passage` (Python string index)")
-    end: int = Field(description="End offset in `passage`, exclusive")
-    kind: str = Field(description="`answer` (the answering sentence) or `term` (a query word)")
-    score: float
-
-
-class ScoresOut(BaseModel):
-    dense: float | None = Field(None, description="Cosine similarity of query and chunk")
-    dense_rank: int | None = None
-    lexical: float | None = Field(None, description="BM25 score over French terms")
-    lexical_rank: int | None = None
-    fused: float = Field(description="Reciprocal-rank fusion of the two rankings")
-    fused_rank: int | None = None
-    sentence: float | None = Field(None, description="Similarity of the best sentence in the chunk")
-    final: float = Field(description="Score the results are ordered by")
-
-
-class ResultOut(BaseModel):
-    doc_id: str
-    chunk_id: int
-    title: str
-    event: str
-    date: str
-    place: str
-    source: str
-    score: float
-    passage: str
-    start: int = Field(description="Offset of the passage in the article text")
-    end: int
-    highlights: list[HighlightOut]
-    scores: ScoresOut
-
-
-class AnswerOut(BaseModel):
-    text: str = Field(description="The answering sentence")
-    doc_id: str
-    chunk_id: int
-    start: int = Field(description="Offset of the sentence in the article text")
-    end: int
-    score: float = Field(description="Calibrated confidence in [0, 1]")
-    title: str = ""
-    span: tuple[int, int] | None = Field(None, description="Short answer, offsets in the article text")
-    span_text: str | None = None
-
-
-_EXAMPLE: Any = {
+SEARCH_EXAMPLE: Any = {
     "query": "qui a critiqué Salesforce ?",
     "took_ms": 48.2,
     "total": 7,
@@ -100,29 +53,6 @@ _EXAMPLE: Any = {
     ],
     "answers": [],
 }
-
-
-class SearchOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE]})
-
-    query: str
-    took_ms: float
-    total: int = Field(description="Number of distinct passages found (before paging)")
-    answer: AnswerOut | None = Field(description="Best answer for a question, or null (abstained)")
-    results: list[ResultOut]
-    answers: list[AnswerOut] = Field(default_factory=list, description="Distinct answers across articles")
-
-
-class ArticleOut(BaseModel):
-    id: str
-    title: str
-    date: str
-    event: str
-    place: str
-    source: str
-    language: str
-    url: str
-    text: str
 
 
 class HealthOut(BaseModel):
