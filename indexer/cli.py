@@ -63,11 +63,13 @@ def index(
     except (CorpusError, ModelError, layout.IndexError_) as exc:
         raise click.ClickException(str(exc)) from exc
     m = result.manifest
-    rate = m.counts["chunks"] / result.embed_seconds if result.embed_seconds else 0.0
+    enc = m.counts.get("encoded_texts", 0)
+    texts = m.counts["chunks"] + m.counts["sentences"]
+    rate = f"{enc / result.embed_seconds:.1f} texts/s" if enc and result.embed_seconds else "n/a"
     click.echo(
-        f"indexed {m.counts['articles']} articles → {m.counts['chunks']} chunks, "
-        f"{m.counts['sentences']} sentences in {m.build_seconds:.1f} s "
-        f"(embedding {rate:.1f} chunks/s) → {result.generation}"
+        f"indexed {m.counts['articles']} articles → {m.counts['chunks']} chunks, {m.counts['sentences']} sentences "
+        f"in {m.build_seconds:.1f} s; encoded {enc} of {texts} texts ({rate}), the rest from the embedding cache "
+        f"→ {result.generation}"
     )
     if result.changes:
         ch = result.changes
