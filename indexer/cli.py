@@ -75,8 +75,7 @@ def index(
         ch = result.changes
         click.echo(
             f"changes since the served index: {ch['added']} added, {ch['changed']} changed, "
-            f"{ch['removed']} removed, {ch['unchanged']} unchanged; "
-            f"{m.counts.get('encoded_texts', 0)} texts encoded, the rest from the embedding cache"
+            f"{ch['removed']} removed, {ch['unchanged']} unchanged"
         )
     for p in result.problems:
         click.echo(f"{'skipped' if p.skipped else 'warning'}: {p.path}: {p.reason}", err=True)

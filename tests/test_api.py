@@ -91,3 +91,36 @@ def test_missing_index_is_503(settings, tmp_path) -> None:  # type: ignore[no-un
         assert r.status_code == 503 and "salon index" in r.json()["error"]["message"]
         assert c.get("/health").status_code == 503
         assert c.get("/", params={"q": "salon"}).status_code == 503
+
+
+def test_admin_reload_swaps_generation_and_refuses_a_damaged_one(settings, embedder, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from indexer import layout
+    from indexer.build import build_index
+    from search.engine import Engine
+    from web.app import State, create_app
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("---\ntitle: Foire\n---\nLa foire de Lyon a ouvert.", encoding="utf-8")
+    s = settings.model_copy(update={"index_dir": tmp_path / "i"})
+    first = build_index(corpus, s.index_dir, embedder, s, progress=False)
+    monkeypatch.setenv("SALON_ADMIN_TOKEN", "sekret")
+    app = create_app(s, State(s, embedder, Engine.open(s.index_dir, s, embedder), None))
+    with TestClient(app) as c:
+        assert c.get("/health").json()["generation"] == first.generation.name
+        assert c.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        (corpus / "b.md").write_text("---\ntitle: Nautique\n---\nLe salon nautique ouvre.", encoding="utf-8")
+        second = build_index(corpus, s.index_dir, embedder, s, progress=False)
+        r = c.post("/admin/reload", headers={"Authorization": "Bearer sekret"})
+        assert r.status_code == 200 and r.json()["generation"] == second.generation.name
+        assert c.get("/health").json()["generation"] == second.generation.name
+        assert c.get("/search", params={"q": "salon nautique"}).json()["results"][0]["doc_id"] == "b"
+        third = build_index(corpus, s.index_dir, embedder, s, progress=False)
+        (third.generation / layout.STORE).write_bytes(b"garbage")
+        bad = c.post("/admin/reload", headers={"Authorization": "Bearer sekret"})
+        assert bad.status_code == 409 and bad.json()["error"]["code"] == "reload_failed"
+        assert second.generation.name in bad.json()["error"]["message"]
+        assert c.get("/health").json()["generation"] == second.generation.name
+        assert c.get("/search", params={"q": "foire de Lyon"}).status_code == 200

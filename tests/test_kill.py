@@ -1,0 +1,55 @@
+"""`kill -9` of `salon index` at random points never damages the served index."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer import layout
+from tests.conftest import CORPUS
+
+pytestmark = pytest.mark.model
+
+
+def salon(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def test_kill_9_during_builds(tmp_path: Path, settings, engine) -> None:  # type: ignore[no-untyped-def]
+    from search.engine import Engine
+
+    env = {**os.environ, "SALON_CACHE_DIR": str(settings.cache_dir)}
+    idx = tmp_path / "index"
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    assert salon("index", str(corpus), "--index-dir", str(idx), "-q", env=env).wait(120) == 0
+    served = layout.current_generation(idx)
+    rng = random.Random(7)
+    for i in range(3):
+        # a changed article, so the killed build has real work (encoding) to be caught in
+        (corpus / f"extra-{i}.md").write_text(
+            f"---\ntitle: Ajout {i}\n---\nLe salon numéro {i} a ouvert ses portes.", encoding="utf-8"
+        )
+        proc = salon("index", str(corpus), "--index-dir", str(idx), "-q", "--full", env=env)
+        time.sleep(rng.uniform(1.0, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        now = layout.current_generation(idx)  # either the old one or a complete new one
+        eng = Engine.open(idx, settings, engine.embedder)
+        assert eng.search("qui a critiqué Salesforce ?", k=1).results[0].doc_id == "dreamforce-2019"
+        served = now
+    assert salon("index", str(corpus), "--index-dir", str(idx), "-q", env=env).wait(120) == 0
+    final = Engine.open(idx, settings, engine.embedder)
+    assert final.generation != served or final.counts["articles"] == 5
+    assert final.counts["articles"] == 5
+    assert not [p for p in idx.glob(".build-*")]  # a later build cleared the killed builds' leftovers
