@@ -53,3 +53,15 @@ def test_kill_9_during_builds(tmp_path: Path, settings, engine) -> None:  # type
     assert final.generation != served or final.counts["articles"] == 5
     assert final.counts["articles"] == 5
     assert not [p for p in idx.glob(".build-*")]  # a later build cleared the killed builds' leftovers
+
+
+def test_short_load_with_rebuild_and_reload_in_the_middle() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import load  # type: ignore[import-not-found]
+
+    levels, info = load.run(240, [1, 8], reload_mid=True, max_seconds=240)
+    assert sum(len(lv.latencies) for lv in levels) == 240
+    assert all(lv.failures == 0 for lv in levels), [lv.statuses for lv in levels]
+    assert all(set(lv.statuses) <= {200, 422} for lv in levels)
+    assert "error" not in info and info["generation"] != info["before"]
+    assert info["served_after"] == info["generation"] and info["new_article_found"]
