@@ -35,7 +35,11 @@ def run_txtai(folder: Path, settings: Settings, max_docs: int | None, limit: int
     ds = load_dataset(folder, max_docs=max_docs, limit=limit)
     info = resolve_model(settings)
     emb = Embeddings(
-        path=str(info.path), content=True, hybrid=True, instructions={"query": "query: ", "data": "passage: "}
+        path=str(info.path),
+        method="sentence-transformers",
+        content=True,
+        hybrid=True,
+        instructions={"query": "query: ", "data": "passage: "},
     )
     t0 = time.perf_counter()
     emb.index((a.id, f"{a.title}\n\n{a.text}" if a.title else a.text, None) for a in ds.articles)
@@ -69,6 +73,8 @@ def main() -> None:
         "dense (e5-small, FAISS)": report["modes"]["dense"],
         "Salon (hybrid + sentence rerank)": report["modes"]["hybrid"],
     }
+    if args.out:  # Salon's figures are kept even if the reference run fails
+        args.out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
     if not args.skip_txtai:
         rows["txtai 9.14 hybrid (same model)"] = run_txtai(args.dataset, settings, args.max_docs, args.limit)
         report["txtai"] = rows["txtai 9.14 hybrid (same model)"]
