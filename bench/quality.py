@@ -90,8 +90,9 @@ def main() -> None:
     if "answer_sentence_hit" in h:
         print(
             f"\nAnswers (Salon): top answer sentence contains a gold answer for {h['answer_sentence_hit']:.3f} "
-            f"of questions; short span EM {h['span_em']:.3f}, F1 {h['span_f1']:.3f}; "
-            f"abstention {h['abstention']:.3f}."
+            f"of questions (abstention {h['abstention']:.3f}, precision when answering {h['answer_precision']:.3f}; "
+            f"{h['answer_sentence_hit_no_abstention']:.3f} if it never abstained); "
+            f"short span EM {h['span_em']:.3f}, F1 {h['span_f1']:.3f}."
         )
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")

@@ -211,11 +211,14 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
         m.update(
             {
                 "answer_sentence_hit": sent_hit / n,
+                "answer_sentence_hit_no_abstention": sent_hit_any / n,
+                "answer_precision": sent_hit / max(1.0, n - abstain),
                 "span_em": span_em / n,
                 "span_f1": span_f1 / n,
                 "abstention": abstain / n,
             }
         )
+        engine.settings = engine.settings.model_copy(update={"answer_threshold": threshold})
     return m
 
 
