@@ -183,10 +183,13 @@ def _build_into(
     encoded = 0
     chunk_vecs = embedder.encode(chunk_texts, embedder.passage_prompt, "embedding chunks" if progress else None, bs)
     encoded += embedder.last_encoded
+    tokens = embedder.last_tokens
     sent_vecs = embedder.encode(sent_texts, embedder.passage_prompt, "embedding sentences" if progress else None, bs)
     encoded += embedder.last_encoded
+    tokens += embedder.last_tokens
     embed_seconds = time.perf_counter() - t_embed
-    embed_tokens = sum(c.tokens for p in prepared for c in p.chunks)
+    # Tokens actually encoded (counted only when progress is on, i.e. by the CLI and benchmarks).
+    embed_tokens = tokens
 
     import faiss
 

@@ -228,7 +228,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"{report['dataset']}: {report['documents']} documents → {report['chunks']} chunks, "
         f"{report['questions']} questions; model {report['model']}",
         f"build {report['build']['seconds']} s (embedding {report['build']['embed_seconds']} s, "
-        f"{report['build']['embed_tokens']} chunk tokens)",
+        f"{report['build']['embed_tokens']} tokens encoded)",
     ]
     if report.get("note"):
         lines.append(report["note"])

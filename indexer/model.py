@@ -141,6 +141,7 @@ class Embedder:
         self.cache = cache
         self.dim = int(model.get_embedding_dimension() or 0)
         self.last_encoded = 0  # texts actually run through the model by the last encode()
+        self.last_tokens = 0  # and their tokens, specials included (throughput figures)
         prompts = getattr(model, "prompts", {}) or {}
         self.query_prompt = prompts.get("query", "")
         self.passage_prompt = prompts.get("document", prompts.get("passage", ""))
@@ -162,7 +163,7 @@ class Embedder:
     ) -> np.ndarray:
         """Normalised float32 embeddings, shape (len(texts), dim)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        self.last_encoded = 0
+        self.last_encoded = self.last_tokens = 0
         todo = list(range(len(texts)))
         keys: list[bytes] = []
         if self.cache is not None and len(texts) > 1:
@@ -194,6 +195,9 @@ class Embedder:
                 show_progress_bar=False,
             )
             out[idx] = vecs
+            if progress:
+                lens = self.model.tokenizer([prompt + texts[i] for i in idx], truncation=True, max_length=512)
+                self.last_tokens += sum(len(x) for x in lens["input_ids"])
             if self.cache is not None and keys:
                 self.cache.put_many([(keys[i], out[i].tobytes()) for i in idx])
             if bar is not None:
