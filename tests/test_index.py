@@ -107,8 +107,10 @@ def test_old_generations_pruned(tmp_path: Path, embedder, settings: Settings) ->
 
 
 def test_incremental_rebuild_matches_full_rebuild(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    from indexer.model import Embedder
+    from indexer.model import Embedder, EmbeddingCache
 
+    # a cache of its own, so what was encoded by other tests or runs cannot hide work here
+    embedder = Embedder(embedder.info, embedder.model, EmbeddingCache(tmp_path / "emb.sqlite"))
     c = small_corpus(tmp_path / "c")
     build_index(c, tmp_path / "inc", embedder, settings, progress=False)
     (c / "b.md").unlink()
