@@ -194,10 +194,13 @@ def short_span(query: str, text: str, start: int, end: int) -> tuple[int, int] |
                 return span_of(list(ent))
         return None
     if qtype == "where":
-        for ent in doc.ents:
-            if ent.label_ == "LOC" and new(ent.text):
+        places = [e for e in doc.ents if e.label_ == "LOC" and new(e.text)]
+        # "à San Francisco", "au Palais des Congrès": a place after a locative preposition first
+        # (the small model sometimes tags company names as LOC).
+        for ent in places:
+            if ent.start > 0 and doc[ent.start - 1].lower_ in ("à", "au", "aux", "en", "dans", "de", "du"):
                 return span_of(list(ent))
-        return None
+        return span_of(list(places[0])) if places else None
     if qtype == "when":
         m = re.search(
             rf"\b(?:(?:le\s+)?\d{{1,2}}(?:er)?(?:\s+et\s+\d{{1,2}})?\s+(?:{_MONTHS})(?:\s+\d{{4}})?|"

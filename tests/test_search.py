@@ -54,3 +54,37 @@ def test_cli_search_json(settings) -> None:  # type: ignore[no-untyped-def]
     assert ACTIVISTS in data["results"][0]["passage"]
     bad = runner.invoke(main, ["search", "   ", "--index-dir", str(settings.index_dir)])
     assert bad.exit_code == 1 and "vide" in bad.output
+
+
+def test_fusion_scores_and_dedupe(engine) -> None:  # type: ignore[no-untyped-def]
+    s = engine.settings
+    res = engine.search("Salesforce Benioff communauté", k=10)
+    assert res.results
+    for r in res.results:
+        sc = r.scores
+        expected = (s.dense_weight / (s.rrf_k + sc.dense_rank) if sc.dense_rank else 0.0) + (
+            s.lexical_weight / (s.rrf_k + sc.lexical_rank) if sc.lexical_rank else 0.0
+        )
+        assert abs(sc.fused - expected) < 1e-9
+    fused_order = sorted(res.results, key=lambda r: r.scores.fused_rank)
+    assert [r.scores.fused_rank for r in fused_order] == sorted(r.scores.fused_rank for r in res.results)
+    # final order is the second stage's, and overlapping chunks of one article never both appear
+    assert [r.score for r in res.results] == sorted((r.score for r in res.results), reverse=True)
+    for i, a in enumerate(res.results):
+        for b in res.results[i + 1 :]:
+            assert a.doc_id != b.doc_id or a.end <= b.start or b.end <= a.start
+
+
+def test_distinct_answers_across_articles(engine) -> None:  # type: ignore[no-untyped-def]
+    # a vague question: each article holds a candidate answer, none very confident
+    saved = engine.settings
+    engine.settings = saved.model_copy(update={"answer_threshold": 0.05})
+    try:
+        res = engine.search("quand a eu lieu le salon ?", k=5)
+    finally:
+        engine.settings = saved
+    ids = [a.doc_id for a in res.answers]
+    assert len(ids) == len(set(ids)) >= 2  # one answer per article, several articles
+    best = res.answers[0]
+    assert best.doc_id == "salon-e-marketing-2012" and best.span_text == "24 et 25 janvier 2012"
+    assert [a.score for a in res.answers] == sorted((a.score for a in res.answers), reverse=True)
