@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SALON := $(VENV)/bin/salon
 STAMP := $(VENV)/.installed-v1
 
-.PHONY: run test setup model index lint bench-quality chromium clean
+.PHONY: run test setup model index lint bench-deps bench-quality bench-build bench-load chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,19 @@ test: setup chromium lint
 	$(SALON) model >/dev/null
 	$(VENV)/bin/pytest -q -ra
 
-bench-quality: setup
-	$(PY) bench/quality.py
+# Benchmarks print tables; they need ../shared/eval (see docs/quality.md, docs/performance.md).
+bench-deps: setup
+	$(PY) -m pip install -q -e '.[dev,bench]'
+
+bench-quality: bench-deps
+	$(PY) bench/quality.py ../shared/eval/piaf-dev
+	$(PY) bench/quality.py ../shared/eval/orangesum --max-docs 2400
+
+bench-build: setup
+	$(PY) bench/build.py ../shared/eval/piaf-dev
+
+bench-load: setup
+	$(PY) bench/load.py --requests 10000 --concurrency 1,4,16 --reload-mid
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
