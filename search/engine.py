@@ -8,7 +8,6 @@ embeddings computed at index time (no passage is re-encoded at query time).
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +92,6 @@ class Engine:
         if self.dense.ntotal != len(chunks) or len(self.sent_vecs) != len(sents):
             raise layout.IndexCorrupt(f"index {generation.name}: vector and store counts differ; rebuild")
         self.answers = AnswerFinder(self)
-        self._lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
