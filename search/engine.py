@@ -213,6 +213,7 @@ class Engine:
         mode: str = "hybrid",
         mask: np.ndarray | None = None,
         depth: int | None = None,
+        terms: list[str] | None = None,
     ) -> list[_Candidate]:
         """Candidates ranked by the pipeline for ``mode`` (before de-duplication and paging)."""
         s = self.settings
@@ -224,7 +225,8 @@ class Engine:
                 c = cands.setdefault(row, _Candidate(row, Scores()))
                 c.scores.dense, c.scores.dense_rank = float(sc), r
                 c.scores.fused += s.dense_weight / (s.rrf_k + r)
-        terms = analyze(q)
+        if terms is None:
+            terms = analyze(q)
         if mode != "dense":
             rows, scores = self._lexical(terms, depth, mask)
             for r, (row, sc) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True), 1):
@@ -259,7 +261,7 @@ class Engine:
         mask = self._mask(filters)
         qv = self.embedder.encode_query(q) if mode != "lexical" else None
         terms = analyze(q)
-        ranked = self.retrieve(q, qv, mode, mask, max(self.settings.candidates, offset + k))
+        ranked = self.retrieve(q, qv, mode, mask, max(self.settings.candidates, offset + k), terms)
         ranked = self._dedupe(ranked)
         page = ranked[offset : offset + k]
         qterms = set(terms)
@@ -283,13 +285,14 @@ class Engine:
         return SearchResponse(q, round(took, 2), len(ranked), ans, results, answers)
 
     # -- stages ------------------------------------------------------------------------------
-    def _best_sentence(self, c: _Candidate, qv: np.ndarray) -> float:
+    def _best_sentence(self, c: _Candidate, qv: np.ndarray) -> np.ndarray:
+        """Mark the chunk's best sentence on ``c``; return all its sentences' similarities."""
         lo, hi = int(self.chunk_first[c.row]), int(self.chunk_last[c.row]) + 1
-        sims = self.sent_vecs[lo:hi] @ qv
+        sims: np.ndarray = self.sent_vecs[lo:hi] @ qv
         j = int(np.argmax(sims))
         c.best_sentence = lo + j
         c.scores.sentence = float(sims[j])
-        return float(sims[j])
+        return sims
 
     FEATURES = (
         "dense",
@@ -306,11 +309,8 @@ class Engine:
     def features(self, c: _Candidate, qv: np.ndarray, qterms: dict[str, float], lex_max: float) -> np.ndarray:
         """Second-stage features of a candidate (see FEATURES), each roughly in [0, 1]."""
         lo, hi = int(self.chunk_first[c.row]), int(self.chunk_last[c.row]) + 1
-        sims = self.sent_vecs[lo:hi] @ qv
-        order = np.argsort(-sims)
-        c.best_sentence = lo + int(order[0])
-        c.scores.sentence = float(sims[order[0]])
-        second = float(sims[order[1]]) if len(order) > 1 else float(sims[order[0]])
+        sims = np.sort(self._best_sentence(c, qv))
+        second = float(sims[-2]) if len(sims) > 1 else float(sims[-1])
         dense = c.scores.dense if c.scores.dense is not None else float(self.dense.reconstruct(int(c.row)) @ qv)
         lex = (c.scores.lexical or 0.0) / lex_max if lex_max > 0 else 0.0
         # IDF-weighted share of the query's terms found in the best-covering sentence, and in the
