@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,11 +84,27 @@ def prepare(articles: list[Article], embedder: Embedder, settings: Settings, pro
     return out
 
 
-def make_ann(vectors: np.ndarray, kind: str = "auto"):  # type: ignore[no-untyped-def]
-    """Exact inner-product search: at this corpus scale it is both exact and fast enough."""
+def ann_kind(n: int, settings: Settings) -> str:
+    if settings.ann != "auto":
+        return settings.ann
+    return "flat" if n <= settings.ann_flat_max else "hnsw"
+
+
+def make_ann(vectors: np.ndarray, kind: str, settings: Settings):  # type: ignore[no-untyped-def]
+    """Exact search while it is fast enough, else HNSW (choice and figures: bench/ann.py).
+
+    Vectors are normalised, so inner product is cosine. HNSW keeps the full vectors (the
+    engine reconstructs them for the second stage and for exact search under narrow filters).
+    """
     import faiss
 
-    index = faiss.IndexFlatIP(vectors.shape[1])
+    dim = vectors.shape[1]
+    if kind == "hnsw":
+        index: Any = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = settings.hnsw_ef_search
+    else:
+        index = faiss.IndexFlatIP(dim)
     if len(vectors):
         index.add(vectors)
     return index
@@ -111,7 +128,7 @@ def build_index(
 ) -> BuildResult:
     """Build a new generation from ``corpus`` and make it the served one, atomically."""
     t0 = time.perf_counter()
-    report = read_corpus(corpus) if isinstance(corpus, Path) else corpus
+    report = read_corpus(corpus, settings.max_article_mb) if isinstance(corpus, Path) else corpus
     if not report.articles:
         raise layout.IndexMissing("nothing to index: no readable article")
     with layout.build_lock(index_dir):
@@ -193,7 +210,10 @@ def _build_into(
 
     import faiss
 
-    faiss.write_index(make_ann(chunk_vecs), str(folder / layout.DENSE))
+    kind = ann_kind(len(chunk_vecs), settings)
+    t_ann = time.perf_counter()
+    faiss.write_index(make_ann(chunk_vecs, kind, settings), str(folder / layout.DENSE))
+    ann_seconds = time.perf_counter() - t_ann
     np.save(folder / layout.SENTENCES, sent_vecs.astype(np.float16))
     (folder / layout.LEXICAL).mkdir()
     write_lexical(folder / layout.LEXICAL, chunk_texts)
@@ -207,7 +227,7 @@ def _build_into(
         dim=embedder.dim,
         normalized=True,
         metric="inner_product",
-        ann="flat",
+        ann=kind,
         chunking={
             "max_tokens": settings.chunk_tokens,
             "overlap_sentences": settings.chunk_overlap,
@@ -224,6 +244,7 @@ def _build_into(
         },
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_seconds=round(time.perf_counter() - t0, 3),
+        ann_seconds=round(ann_seconds, 3),
         corpus=str(corpus_path),
         files=layout.checksum_tree(folder),
     )

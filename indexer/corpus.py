@@ -293,8 +293,14 @@ def read_file(path: Path, rel: str) -> Iterator[Article | Problem]:
     yield art
 
 
-def read_corpus(root: Path) -> CorpusReport:
-    """Every readable article below ``root``; each bad file becomes a Problem, never an abort."""
+def read_corpus(root: Path, max_article_mb: float = 8.0) -> CorpusReport:
+    """Every readable article below ``root``; each bad file becomes a Problem, never an abort.
+
+    An article over ``max_article_mb`` of text is skipped: at ~7,000 tokens/s such a text would
+    hold the build for many minutes (20 MB ≈ 5 M tokens ≈ 12 min) and is nearly always a dump
+    or a concatenation rather than one article; the summary says how to split it or raise the limit.
+    """
+    limit = int(max_article_mb * 1_000_000)
     if not root.exists():
         raise CorpusError(f"corpus path {root} does not exist")
     report = CorpusReport()
@@ -317,6 +323,14 @@ def read_corpus(root: Path) -> CorpusReport:
         for item in read_file(p, rel):
             if isinstance(item, Problem):
                 report.problems.append(item)
+            elif (size := len(item.text.encode("utf-8"))) > limit:
+                report.problems.append(
+                    Problem(
+                        item.path,
+                        f"article {item.id!r} has {size / 1e6:.1f} MB of text, over the {max_article_mb:g} MB "
+                        "limit per article: split it, or raise SALON_MAX_ARTICLE_MB",
+                    )
+                )
             elif item.id in seen:
                 report.problems.append(
                     Problem(item.path, f"duplicate article id {item.id!r} (first in {seen[item.id]})")

@@ -65,6 +65,7 @@ class Manifest:
     build_seconds: float
     corpus: str
     files: dict[str, str] = field(default_factory=dict)  # relative path → sha256
+    ann_seconds: float = 0.0
 
     def write(self, folder: Path) -> None:
         _write_atomic(folder / MANIFEST, json.dumps(asdict(self), indent=2, ensure_ascii=False))

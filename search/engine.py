@@ -181,13 +181,26 @@ class Engine:
         n = min(n, self.dense.ntotal)
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        params = None
+        hnsw = isinstance(self.dense, faiss.IndexHNSW)
+        ef = max(self.settings.hnsw_ef_search, n)
+        params: Any = faiss.SearchParametersHNSW(efSearch=ef) if hnsw else None  # type: ignore[attr-defined,call-arg]
         if mask is not None:
             ids = np.flatnonzero(mask).astype(np.int64)
             if len(ids) == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))  # type: ignore[call-arg]
             n = min(n, len(ids))
+            if hnsw and len(ids) <= 20_000:
+                # A narrow filter starves the graph walk of admissible neighbours (recall falls);
+                # scoring the admitted vectors exactly is both exact and fast at this size.
+                sims = self.dense.reconstruct_batch(ids) @ qv
+                top = np.argsort(-sims, kind="stable")[:n]
+                return ids[top], sims[top].astype(np.float32)
+            sel = faiss.IDSelectorBatch(ids)
+            params = (
+                faiss.SearchParametersHNSW(sel=sel, efSearch=ef)  # type: ignore[attr-defined,call-arg]
+                if hnsw
+                else faiss.SearchParameters(sel=sel)  # type: ignore[attr-defined,call-arg]
+            )
         scores, rows = self.dense.search(qv.reshape(1, -1), n, params=params)
         keep = rows[0] >= 0
         return rows[0][keep], scores[0][keep]
@@ -412,4 +425,6 @@ class Engine:
             "built_at": m.built_at,
             "counts": m.counts,
             "format_version": m.format_version,
+            "ann": m.ann,
+            "precision": self.embedder.precision,
         }

@@ -64,11 +64,15 @@ def engine(settings: Settings, embedder, corpus_with_xss: Path):  # type: ignore
 
 
 @pytest.fixture(scope="session")
-def client(settings: Settings, engine) -> Iterator:  # type: ignore[no-untyped-def]
-    from fastapi.testclient import TestClient
-
+def app(settings: Settings, engine):  # type: ignore[no-untyped-def]
     from web.app import State, create_app
 
-    app = create_app(settings, State(settings, engine.embedder, engine, None))
+    return create_app(settings, State(settings, engine.embedder, engine, None))
+
+
+@pytest.fixture(scope="session")
+def client(app) -> Iterator:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
     with TestClient(app) as c:
         yield c

@@ -124,3 +124,30 @@ def test_admin_reload_swaps_generation_and_refuses_a_damaged_one(settings, embed
         assert second.generation.name in bad.json()["error"]["message"]
         assert c.get("/health").json()["generation"] == second.generation.name
         assert c.get("/search", params={"q": "foire de Lyon"}).status_code == 200
+
+
+def test_cors_off_by_default_and_only_for_configured_origins(client, settings, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from indexer.settings import Settings
+    from web.app import State, create_app
+
+    origin = {"Origin": "https://ailleurs.example"}
+    r = client.get("/search", params={"q": "salon"}, headers=origin)
+    assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+    pre = client.options("/search", headers={**origin, "Access-Control-Request-Method": "GET"})
+    assert "access-control-allow-origin" not in pre.headers
+
+    monkeypatch.setenv("SALON_CORS_ORIGINS", '["https://intranet.example"]')
+    s = Settings(index_dir=settings.index_dir)
+    assert s.cors_origins == ("https://intranet.example",)
+    with TestClient(create_app(s, State(s, engine.embedder, engine, None))) as c:
+        ok = c.get("/search", params={"q": "salon"}, headers={"Origin": "https://intranet.example"})
+        assert ok.headers["access-control-allow-origin"] == "https://intranet.example"
+        other = c.get("/search", params={"q": "salon"}, headers=origin)
+        assert "access-control-allow-origin" not in other.headers
+        pre = c.options(
+            "/search",
+            headers={"Origin": "https://intranet.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert pre.status_code == 400  # only GET is allowed cross-origin

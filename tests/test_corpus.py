@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,18 @@ def test_bad_dates_rejected() -> None:
     for raw in ("hier", "2019-13", "2019-02-30"):
         with pytest.raises(ValueError):
             normalise_date(raw)
+
+
+def test_twenty_megabyte_article_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    para = "Le salon a réuni des exposants venus de toute l'Europe pour parler de commerce. " * 40
+    big = "---\ntitle: Énorme\n---\n" + "\n\n".join([para] * (20_000_000 // (len(para) + 2) + 1))
+    write(tmp_path, "huge.md", big)
+    write(tmp_path, "ok.md", "---\ntitle: Petit\n---\nUn petit article sur le salon.")
+    report = read_corpus(tmp_path)
+    assert [a.id for a in report.articles] == ["ok"]
+    (problem,) = report.problems
+    assert problem.path == "huge.md" and problem.skipped
+    assert re.search(r"has 20\.\d MB of text, over the 8 MB limit", problem.reason), problem.reason
+    assert "SALON_MAX_ARTICLE_MB" in problem.reason
+    # the limit is a setting: raised, the same file is read whole
+    assert [a.id for a in read_corpus(tmp_path, max_article_mb=25).articles] == ["huge", "ok"]

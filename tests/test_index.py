@@ -129,3 +129,60 @@ def test_incremental_rebuild_matches_full_rebuild(tmp_path: Path, embedder, sett
         assert [(r.doc_id, r.start, r.end) for r in r1.results] == [(r.doc_id, r.start, r.end) for r in r2.results]
         assert [round(r.score, 4) for r in r1.results] == [round(r.score, 4) for r in r2.results]
     assert all(r.doc_id != "b" for r in e1.search("salon du livre", k=5).results)
+
+
+def test_cli_build_summarises_bad_files_and_exits_3(tmp_path: Path, settings: Settings) -> None:
+    import os
+
+    from click.testing import CliRunner
+
+    from indexer.cli import main
+
+    c = small_corpus(tmp_path / "c")
+    (c / "huge.md").write_text("Un salon immense.\n\n" * 1_200_000, encoding="utf-8")  # ≈ 21 MB
+    (c / "junk.txt").write_bytes(b"\x00\xff\x00binary" * 100)
+    (c / "legacy.txt").write_bytes("Le café du salon, été 2012.".encode("cp1252"))
+    (c / "empty.md").write_text("", encoding="utf-8")
+    os.symlink(c / "a.md", c / "lien.md")
+    out = CliRunner().invoke(
+        main, ["--cache-dir", str(settings.cache_dir), "index", str(c), "--index-dir", str(tmp_path / "i"), "-q"]
+    )
+    assert out.exit_code == 3, out.output
+    lines = out.output.splitlines()
+    for name, why in [
+        ("huge.md", "MB limit"),
+        ("junk.txt", "binary"),
+        ("empty.md", "empty"),
+        ("lien.md", "symbolic link"),
+    ]:
+        assert any(line.startswith(f"skipped: {name}: ") and why in line for line in lines), (name, out.output)
+    assert any(line.startswith("warning: legacy.txt: ") and "cp1252" in line for line in lines)
+    assert "4 file(s) skipped" in out.output
+    engine = Engine.open(tmp_path / "i", settings)
+    assert {a.id for a in engine.articles} == {"a", "b", "legacy"}
+    assert engine.search("café du salon", k=1).results[0].doc_id == "legacy"
+
+
+def test_hnsw_index_gives_the_flat_results_and_honours_filters(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    import faiss
+
+    from tests.conftest import CORPUS
+
+    c = tmp_path / "c"
+    shutil.copytree(CORPUS, c)
+    small_corpus(c)
+    flat_s = settings.model_copy(update={"ann": "flat"})
+    hnsw_s = settings.model_copy(update={"ann": "hnsw"})
+    build_index(c, tmp_path / "flat", embedder, flat_s, progress=False)
+    res = build_index(c, tmp_path / "hnsw", embedder, hnsw_s, progress=False)
+    assert res.manifest.ann == "hnsw"
+    flat, hnsw = Engine.open(tmp_path / "flat", flat_s, embedder), Engine.open(tmp_path / "hnsw", hnsw_s, embedder)
+    assert isinstance(hnsw.dense, faiss.IndexHNSW) and isinstance(flat.dense, faiss.IndexFlat)
+    for q in ("qui a critiqué Salesforce ?", "digital native", "foire de Lyon"):
+        a, b = flat.search(q, k=5), hnsw.search(q, k=5)
+        assert [(r.doc_id, r.start) for r in a.results] == [(r.doc_id, r.start) for r in b.results]
+    only = hnsw.search("exposants", k=5, filters=Filters(event="Foire")).results
+    assert [r.doc_id for r in only] == ["a"]
+    # auto switches by size: this corpus is far under the flat limit, and over a limit of 1
+    assert build_mod.ann_kind(10, settings) == "flat"
+    assert build_mod.ann_kind(10, settings.model_copy(update={"ann_flat_max": 1})) == "hnsw"

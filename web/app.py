@@ -131,6 +131,19 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         lifespan=lifespan,
         responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
     )
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        # Off unless configured: the page and the API share an origin, so a browser needs CORS
+        # only when another site's script calls /search. Read-only methods; no credentials.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["Accept", "Content-Type"],
+            allow_credentials=False,
+            max_age=600,
+        )
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -199,8 +212,8 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
     def search_json(
         engine: EngineDep,
         q: Annotated[str, Query(description="Question or keywords", max_length=2000)],
-        k: Annotated[int, Query(description="Results per page (1–50)")] = 10,
-        offset: Annotated[int, Query(description="Results to skip (paging)")] = 0,
+        k: Annotated[int, Query(description="Results per page, 1 to SALON_MAX_K (50 by default)")] = 10,
+        offset: Annotated[int, Query(description="Results to skip (paging), 0 to 1000")] = 0,
         event: Annotated[str | None, Query(description="Only this event or source")] = None,
         date_from: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,
         date_to: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,

@@ -1,0 +1,238 @@
+"""Search latency against corpus size, in process and over HTTP, on OrangeSum paragraphs.
+
+    .venv/bin/python bench/scale.py ../shared/eval/orangesum --sizes 1000,20000,all
+
+For each size, whole articles are drawn in a seeded random order until they hold that many
+paragraphs (``all`` = the 282,996 paragraphs); each size is indexed once into
+``var/bench/scale-<size>`` (reused by later runs while model and settings match) through the
+real build, so embeddings come from, and go to, the embedding cache: the first run at ``all``
+embeds everything (see docs/performance.md for how long that took), later runs re-encode nothing.
+
+Queries: the OrangeSum headlines (keyword-like) and PIAF dev questions (questions, so the answer
+stage runs too), interleaved. Printed per size: chunks, ANN kind, build time, p50/p95/p99 of the
+whole ``Engine.search`` and of its stages (query encoding, dense, lexical), Recall@1/5 of the
+headlines whose article is in the subset, the same over HTTP against ``salon serve``, and the
+server's resident memory after the run. ``--json`` writes the figures for bench/plots.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from indexer import layout  # noqa: E402
+from indexer.build import build_index  # noqa: E402
+from indexer.corpus import Article, CorpusReport  # noqa: E402
+from indexer.evaluate import load_dataset  # noqa: E402
+from indexer.model import Embedder  # noqa: E402
+from indexer.settings import Settings  # noqa: E402
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def subset(articles: list[Article], size: int | None, seed: int = 13) -> list[Article]:
+    if size is None:
+        return articles
+    order = list(articles)
+    random.Random(seed).shuffle(order)
+    out, n = [], 0
+    for a in order:
+        if n >= size:
+            break
+        out.append(a)
+        n += a.text.count("\n\n") + 1
+    return out
+
+
+def ensure_index(label: str, arts: list[Article], embedder: Embedder, settings: Settings, rebuild: bool) -> Path:
+    where = ROOT / "var" / "bench" / f"scale-{label}"
+    if not rebuild:
+        try:
+            m = layout.Manifest.read(layout.current_generation(where))
+            if m.model_id == embedder.info.model_id and m.counts.get("articles") == len(arts):
+                print(f"[{label}] reusing {where} ({m.counts['chunks']} chunks, {m.ann})", file=sys.stderr)
+                return where
+        except layout.IndexError_:
+            pass
+    t0 = time.perf_counter()
+    res = build_index(CorpusReport(arts), where, embedder, settings, progress=True)
+    c = res.manifest.counts
+    print(
+        f"[{label}] built in {time.perf_counter() - t0:.0f} s: {c['chunks']} chunks, {c['sentences']} sentences, "
+        f"{c['encoded_texts']} texts encoded ({res.embed_seconds:.0f} s), ann {res.manifest.ann}",
+        file=sys.stderr,
+    )
+    return where
+
+
+def queries(orangesum: Path, piaf: Path | None, n: int) -> list[str]:
+    heads = [json.loads(x)["query"] for x in (orangesum / "headlines-valid.jsonl").read_text().splitlines() if x]
+    qs: list[str] = []
+    if piaf is not None and (piaf / "questions.jsonl").is_file():
+        qs = [json.loads(x)["question"] for x in (piaf / "questions.jsonl").read_text().splitlines() if x]
+    random.Random(7).shuffle(heads)
+    random.Random(7).shuffle(qs)
+    out = []
+    for i in range(n):
+        out.append(qs[i // 2] if qs and i % 2 else heads[i // 2 % len(heads)])
+    return out
+
+
+def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str]) -> dict[str, Any]:
+    from search.engine import Engine
+
+    engine = Engine.open(where, settings, embedder)
+    for q in qs[:5]:
+        engine.search(q, k=10)  # warm caches, lazy loads
+    total, enc, dense, lex = [], [], [], []
+    for q in qs:
+        t0 = time.perf_counter()
+        engine.search(q, k=10)
+        total.append((time.perf_counter() - t0) * 1000)
+        # Stages timed apart, on the same query, for the breakdown (the sum of stages < total:
+        # the rest is fusion, the sentence second stage, answers and result assembly).
+        t0 = time.perf_counter()
+        qv = embedder.encode_query(q)
+        t1 = time.perf_counter()
+        engine._dense(qv, settings.candidates, None)
+        t2 = time.perf_counter()
+        from indexer.analysis import analyze
+
+        engine._lexical(analyze(q), settings.candidates, None)
+        t3 = time.perf_counter()
+        enc.append((t1 - t0) * 1000)
+        dense.append((t2 - t1) * 1000)
+        lex.append((t3 - t2) * 1000)
+    return {
+        "ann": engine.manifest.ann,
+        "chunks": engine.manifest.counts["chunks"],
+        "total": [pct(total, p) for p in (50, 95, 99)],
+        "encode": [pct(enc, p) for p in (50, 95, 99)],
+        "dense": [pct(dense, p) for p in (50, 95, 99)],
+        "lexical": [pct(lex, p) for p in (50, 95, 99)],
+    }
+
+
+def recall(where: Path, embedder: Embedder, settings: Settings, ds_questions: list[Any], ids: set[str]) -> list[float]:
+    from search.engine import Engine
+
+    engine = Engine.open(where, settings, embedder, verify=False)
+    qs = [q for q in ds_questions if q.gold_doc in ids][:500]
+    if not qs:
+        return [float("nan"), float("nan")]
+    r1 = r5 = 0
+    for q in qs:
+        docs = [r.doc_id for r in engine.search(q.text, k=5, answer=False).results]
+        r1 += bool(docs[:1] == [q.gold_doc])
+        r5 += q.gold_doc in docs
+    return [r1 / len(qs), r5 / len(qs)]
+
+
+def over_http(where: Path, qs: list[str]) -> dict[str, Any]:
+    import httpx
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from load import free_port, rss_mib
+
+    port = free_port()
+    env = {**os.environ, "SALON_INDEX_DIR": str(where)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "indexer.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=60) as client:
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.5)
+            for q in qs[:5]:
+                client.get("/search", params={"q": q})
+            lat, errors = [], 0
+            for q in qs:
+                t0 = time.perf_counter()
+                r = client.get("/search", params={"q": q, "k": 10})
+                lat.append((time.perf_counter() - t0) * 1000)
+                errors += r.status_code != 200
+        return {"http": [pct(lat, p) for p in (50, 95, 99)], "errors": errors, "rss_mib": rss_mib(proc.pid)}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", type=Path, help="../shared/eval/orangesum")
+    ap.add_argument("--piaf", type=Path, default=Path("../shared/eval/piaf-dev"), help="questions for the mix")
+    ap.add_argument("--sizes", default="1000,20000,all")
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--rebuild", action="store_true", help="rebuild even if var/bench holds a matching index")
+    ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--json", type=Path, help="write the figures here (for bench/plots.py)")
+    args = ap.parse_args()
+    settings = Settings()
+    ds = load_dataset(args.dataset)
+    embedder = Embedder.from_settings(settings)
+    print(f"{len(ds.articles)} articles, precision {embedder.precision}", file=sys.stderr)
+    qs = queries(args.dataset, args.piaf, args.queries)
+    rows = []
+    for label in args.sizes.split(","):
+        size = None if label == "all" else int(label)
+        arts = subset(ds.articles, size)
+        paras = sum(a.text.count("\n\n") + 1 for a in arts)
+        where = ensure_index(label, arts, embedder, settings, args.rebuild)
+        if args.build_only:
+            continue
+        row: dict[str, Any] = {"size": label, "paragraphs": paras, "articles": len(arts)}
+        row.update(in_process(where, embedder, settings, qs))
+        row["recall_1_5"] = recall(where, embedder, settings, ds.questions, {a.id for a in arts})
+        if not args.no_http:
+            row.update(over_http(where, qs))
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    if not rows:
+        return
+    print(f"\n{len(qs)} queries (headlines and PIAF questions interleaved), k=10, ms p50/p95/p99")
+    print("| paragraphs | chunks | ANN | search (in process) | encode | dense | lexical | HTTP | R@1 | R@5 | RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+
+        def f(v: list[float]) -> str:
+            return "/".join(f"{x:.1f}" for x in v)
+
+        http = f(r["http"]) if "http" in r else "-"
+        print(
+            f"| {r['paragraphs']:,} | {r['chunks']:,} | {r['ann']} | {f(r['total'])} | {f(r['encode'])} | "
+            f"{f(r['dense'])} | {f(r['lexical'])} | {http} | {r['recall_1_5'][0]:.3f} | {r['recall_1_5'][1]:.3f} | "
+            f"{r.get('rss_mib', 0):.0f} |"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"queries": len(qs), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
