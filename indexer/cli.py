@@ -144,18 +144,19 @@ def search(
 @click.pass_context
 def model(ctx: click.Context) -> None:
     """Show the embedding model, preparing it first if needed."""
-    from indexer.model import ModelError, load_model, resolve_model
+    from indexer.model import Embedder, ModelError
 
     s = _settings(ctx)
     try:
-        info = resolve_model(s)
-        m = load_model(info)
+        emb = Embedder.from_settings(s, use_cache=False)
+        runtime = "onnx" if emb.query_encoder() is not None else "torch"
     except ModelError as exc:
         raise click.ClickException(str(exc)) from exc
+    info, m = emb.info, emb.model
     click.echo(
         f"name:     {info.name}\nid:       {info.model_id}\npath:     {info.path}\n"
         f"dim:      {m.get_embedding_dimension()}\nprompts:  {m.prompts}\n"
-        f"max len:  {m.max_seq_length}"
+        f"max len:  {m.max_seq_length}\nbatches:  PyTorch {emb.precision}\nqueries:  {runtime}"
     )
 
 

@@ -92,6 +92,7 @@ class Engine:
         if self.dense.ntotal != len(chunks) or len(self.sent_vecs) != len(sents):
             raise layout.IndexCorrupt(f"index {generation.name}: vector and store counts differ; rebuild")
         self.answers = AnswerFinder(self)
+        embedder.query_encoder()  # export/load the fast query path now, not on the first query
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -427,4 +428,5 @@ class Engine:
             "format_version": m.format_version,
             "ann": m.ann,
             "precision": self.embedder.precision,
+            "query_runtime": "onnx" if self.embedder.query_encoder() is not None else "torch",
         }
