@@ -65,9 +65,19 @@ def main() -> None:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--skip-txtai", action="store_true")
     ap.add_argument("--out", type=Path, help="Write the raw figures as JSON here.")
+    ap.add_argument(
+        "--no-cache", action="store_true", help="Encode everything (fair build times against txtai, which has no cache)"
+    )
     args = ap.parse_args()
     settings = Settings()
-    report = evaluate(args.dataset, settings, ["lexical", "dense", "hybrid"], limit=args.limit, max_docs=args.max_docs)
+    report = evaluate(
+        args.dataset,
+        settings,
+        ["lexical", "dense", "hybrid"],
+        limit=args.limit,
+        max_docs=args.max_docs,
+        use_cache=not args.no_cache,
+    )
     rows = {
         "BM25 (bm25s, French analyser)": report["modes"]["lexical"],
         "dense (e5-small, FAISS)": report["modes"]["dense"],
@@ -87,6 +97,21 @@ def main() -> None:
     for name, m in rows.items():
         print(f"| {name} | " + " | ".join(f"{m[c]:.3f}" if "ms" not in c else f"{m[c]:.1f}" for c in COLS) + " |")
     h = report["modes"]["hybrid"]
+    if "txtai" in report:
+        t = report["txtai"]
+        b = report["build"]
+        cached = "" if args.no_cache else " (Salon's embedding cache was on: rerun with --no-cache for build times)"
+        print(f"\nSpeed, Salon against txtai, same corpus, model and questions{cached}:\n")
+        print("| | Salon | txtai | Salon / txtai |")
+        print("|---|---|---|---|")
+        print(
+            f"| index build, s ({report['chunks']} chunks + {report['sentences']} sentences for Salon, "
+            f"{report['documents']} documents for txtai) | {b['seconds']:.1f} | {t['build_seconds']:.1f} | "
+            f"{b['seconds'] / t['build_seconds']:.2f} |"
+        )
+        for c in ("p50_ms", "p95_ms"):
+            print(f"| query {c[:3]}, ms | {h[c]:.1f} | {t[c]:.1f} | {h[c] / t[c]:.2f} |")
+        print(f"| Recall@5 | {h['R@5']:.3f} | {t['R@5']:.3f} | {h['R@5'] / t['R@5']:.2f} |")
     if "answer_sentence_hit" in h:
         print(
             f"\nAnswers (Salon): top answer sentence contains a gold answer for {h['answer_sentence_hit']:.3f} "

@@ -67,16 +67,25 @@ def analyze(text: str) -> list[str]:
 _FOLDED_STOP = frozenset(fold(w) for w in STOP_WORDS)
 
 
+_WORD = re.compile(r"\b\d{1,3}(?:[.\u00a0\u202f ]\d{3})+\b|[^\W_]+")
+
+
+@lru_cache(maxsize=500_000)
+def _word_term(word: str) -> str | None:
+    # Cached per surface form: highlighting 50 passages per query analysed every word anew and
+    # was most of a search's time (bench/scale.py profile); surface forms repeat a lot.
+    words = raw_tokens(word)
+    if len(words) == 1:
+        return _term(words[0])
+    terms = analyze(word)  # grouped digits such as "170.000"
+    return terms[0] if terms else None
+
+
 def term_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, term) of every analysable word in ``text``, offsets into ``text`` itself."""
     out = []
-    for m in re.finditer(r"\b\d{1,3}(?:[.\u00a0\u202f ]\d{3})+\b|[^\W_]+", text):
-        words = raw_tokens(m.group(0))
-        if len(words) == 1:
-            term = _term(words[0])
-        else:  # grouped digits such as "170.000"
-            terms = analyze(m.group(0))
-            term = terms[0] if terms else None
+    for m in _WORD.finditer(text):
+        term = _word_term(m.group(0))
         if term:
             out.append((m.start(), m.end(), term))
     return out

@@ -136,13 +136,14 @@ def evaluate(
     max_docs: int | None = None,
     progress: bool = True,
     index_dir: Path | None = None,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
     from indexer.build import build_index
     from indexer.model import Embedder
     from search.engine import Engine
 
     ds = load_dataset(folder, max_docs=max_docs, limit=limit)
-    embedder = Embedder.from_settings(settings)
+    embedder = Embedder.from_settings(settings, use_cache=use_cache)
     with tempfile.TemporaryDirectory(prefix="salon-eval-") as tmp:
         where = index_dir or Path(tmp)
         t0 = time.perf_counter()
