@@ -125,13 +125,17 @@ def build_index(
     embedder: Embedder,
     settings: Settings,
     progress: bool = True,
+    wait: bool = False,
 ) -> BuildResult:
-    """Build a new generation from ``corpus`` and make it the served one, atomically."""
+    """Build a new generation from ``corpus`` and make it the served one, atomically.
+
+    With ``wait``, a build already running is waited for instead of refused.
+    """
     t0 = time.perf_counter()
     report = read_corpus(corpus, settings.max_article_mb) if isinstance(corpus, Path) else corpus
     if not report.articles:
         raise layout.IndexMissing("nothing to index: no readable article")
-    with layout.build_lock(index_dir):
+    with layout.build_lock(index_dir, wait=wait):
         changes = diff_with_served(index_dir, report.articles)
         tmp = index_dir / f".build-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
         tmp.mkdir(parents=True)

@@ -37,9 +37,16 @@ def main(ctx: click.Context, model: str | None, cache_dir: Path | None) -> None:
 @click.option("--if-missing", is_flag=True, help="Do nothing if an index already exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--full", is_flag=True, help="Re-encode every text (ignore the embedding cache).")
+@click.option("--wait", is_flag=True, help="If another build is running, wait for it instead of exiting.")
 @click.pass_context
 def index(
-    ctx: click.Context, corpus: Path | None, index_dir: Path | None, if_missing: bool, quiet: bool, full: bool
+    ctx: click.Context,
+    corpus: Path | None,
+    index_dir: Path | None,
+    if_missing: bool,
+    quiet: bool,
+    full: bool,
+    wait: bool,
 ) -> None:
     """Rebuild the index of CORPUS (default: corpus/). Exit 0 if all was read, 3 if some files were skipped."""
     from indexer import layout
@@ -59,7 +66,9 @@ def index(
             pass
     try:
         embedder = Embedder.from_settings(s, use_cache=not full)
-        result = build_index(corpus, index_dir, embedder, s, progress=not quiet)
+        if wait:
+            click.echo("waiting for any other build of this index to finish…", err=True)
+        result = build_index(corpus, index_dir, embedder, s, progress=not quiet, wait=wait)
     except (CorpusError, ModelError, layout.IndexError_) as exc:
         raise click.ClickException(str(exc)) from exc
     m = result.manifest

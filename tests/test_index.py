@@ -92,8 +92,28 @@ def test_interrupted_build_leaves_served_index_intact(
 
 def test_second_build_is_locked_out(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     idx = tmp_path / "i"
-    with layout.build_lock(idx), pytest.raises(layout.BuildLocked, match="already building"):
+    with layout.build_lock(idx), pytest.raises(layout.BuildLocked, match=r"already building.*--wait"):
         build_index(small_corpus(tmp_path / "c"), idx, embedder, settings, progress=False)
+
+
+def test_second_build_can_wait_for_the_first(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    idx = tmp_path / "i"
+    c = small_corpus(tmp_path / "c")
+    done: list[float] = []
+    with layout.build_lock(idx):
+        t = threading.Thread(
+            target=lambda: done.append(
+                build_index(c, idx, embedder, settings, progress=False, wait=True).manifest.build_seconds
+            )
+        )
+        t.start()
+        time.sleep(1.0)
+        assert not done  # still waiting for the lock held here
+    t.join(60)
+    assert done and layout.current_generation(idx).name.startswith("gen-")
 
 
 def test_old_generations_pruned(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
