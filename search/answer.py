@@ -117,7 +117,7 @@ class AnswerFinder:
         if not rows:
             return []
         idx = np.array([r for r, _ in rows])
-        sims = e.sent_vecs[idx] @ qv
+        sims = e.sent_vecs[idx].astype(np.float32) @ qv
         qtype = question_type(query)
         qset = set(terms)
         out = []
