@@ -300,22 +300,6 @@ class Embedder:
             print(f"salon: warning: queries encoded with PyTorch (ONNX path unavailable: {exc})", file=sys.stderr)
         return self._onnx
 
-    def serve_queries_only(self) -> bool:
-        """Free the PyTorch weights when ONNX Runtime serves queries (a server encodes nothing else).
-
-        Saves the second copy of the model (~470 MB fp32); afterwards batch encoding raises a
-        clear error instead of running. Returns whether the weights were freed.
-        """
-        if self.query_encoder() is None:
-            return False
-        import torch
-
-        with torch.no_grad():
-            for p in self.model.parameters():
-                p.data = torch.empty(0, dtype=p.dtype)
-        self._queries_only = True
-        return True
-
     def forward(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings of already-prompted texts, one batch, no cache.
 
@@ -325,8 +309,6 @@ class Embedder:
         weights come from a 4-bit file, so they lose nothing and the vectors agree with fp32 to
         cosine ≥ 0.9999 (tests/test_convert.py).
         """
-        if getattr(self, "_queries_only", False):
-            raise ModelError("this embedder serves queries only (its PyTorch weights were freed)")
         return self._forward_torch(texts, self.precision)
 
     def _forward_torch(self, texts: list[str], precision: str) -> np.ndarray:

@@ -74,17 +74,3 @@ def test_onnx_query_path_matches_pytorch(embedder, tmp_path) -> None:  # type: i
     # a fresh export into an empty folder works and is checked before use
     fresh = Embedder(embedder.info, embedder.model, None, "fp32", "onnx", tmp_path / "onnx")
     assert fresh.query_encoder() is not None and len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
-
-
-@pytest.mark.model
-def test_server_embedder_frees_pytorch_weights_and_still_encodes_queries(embedder, settings) -> None:  # type: ignore[no-untyped-def]
-    from indexer.model import Embedder, ModelError
-
-    own = Embedder.from_settings(settings, use_cache=False)
-    before = own.encode_query("qui a critiqué Salesforce ?")
-    assert own.serve_queries_only()
-    assert sum(p.numel() for p in own.model.parameters()) == 0
-    after = own.encode_query("qui a critiqué Salesforce ?")
-    assert float(before @ after) >= 0.99999
-    with pytest.raises(ModelError, match="queries only"):
-        own.encode(["un", "deux"], own.passage_prompt)

@@ -65,7 +65,6 @@ class State:
         with self.lock:
             if self.embedder is None:
                 self.embedder = Embedder.from_settings(self.settings, use_cache=False)
-                self.embedder.serve_queries_only()
             engine = Engine.open(self.settings.index_dir, self.settings, self.embedder)
             engine.answers.warm()
             self.engine, self.error = engine, None  # one reference swap: in-flight requests keep theirs
@@ -75,7 +74,6 @@ class State:
 def _open_state(settings: Settings) -> State:
     try:
         embedder = Embedder.from_settings(settings, use_cache=False)
-        embedder.serve_queries_only()
     except ModelError as exc:
         return State(settings, None, None, str(exc))
     state = State(settings, embedder, None, None)
