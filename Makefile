@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SALON := $(VENV)/bin/salon
 STAMP := $(VENV)/.installed-v1
 
-.PHONY: run test setup model index lint bench-deps bench-quality bench-build bench-load chromium clean
+.PHONY: run test setup model index lint bench-deps bench-quality bench-build bench-load bench-encode bench-scale bench-ann bench-txtai plots chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,24 @@ bench-build: setup
 
 bench-load: setup
 	$(PY) bench/load.py --requests 10000 --concurrency 1,4,16 --reload-mid
+
+# Performance at scale (docs/performance.md). bench-scale embeds all 282,996 OrangeSum
+# paragraphs on its first run (about 1.5 h on 2 cores with bf16; cached afterwards).
+bench-encode: setup
+	$(PY) bench/encode.py ../shared/eval/orangesum
+
+bench-scale: setup
+	$(PY) bench/scale.py ../shared/eval/orangesum --sizes 1000,20000,all --json docs/bench/scale.json
+
+bench-ann: setup
+	$(PY) bench/ann.py --real var/bench/scale-all --json docs/bench/ann-283k.json
+	$(PY) bench/ann.py --synthetic 1000000 --like var/bench/scale-all --quick --json docs/bench/ann-1m.json
+
+bench-txtai: bench-deps
+	$(PY) bench/quality.py ../shared/eval/piaf-dev --no-cache
+
+plots: bench-deps
+	$(PY) bench/plots.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
