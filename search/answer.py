@@ -165,6 +165,14 @@ def short_span(query: str, text: str, start: int, end: int) -> tuple[int, int] |
     qtype = question_type(query)
     if qtype not in ("who", "when", "where", "howmany"):
         return None
+    if qtype == "when":  # a pattern suffices: no parse (~10 ms) needed
+        m = re.search(
+            rf"\b(?:(?:le\s+)?\d{{1,2}}(?:er)?(?:\s+et\s+\d{{1,2}})?\s+(?:{_MONTHS})(?:\s+\d{{4}})?|"
+            rf"(?:en\s+)?(?:{_MONTHS})\s+\d{{4}}|(?:en\s+)?1[5-9]\d\d|(?:en\s+)?20\d\d)\b",
+            text[start:end],
+            re.I,
+        )
+        return (start + m.start(), start + m.end()) if m else None
     nlp = _nlp()
     doc = nlp(text[start:end])
     qfold = fold(query)
@@ -201,14 +209,6 @@ def short_span(query: str, text: str, start: int, end: int) -> tuple[int, int] |
             if ent.start > 0 and doc[ent.start - 1].lower_ in ("à", "au", "aux", "en", "dans", "de", "du"):
                 return span_of(list(ent))
         return span_of(list(places[0])) if places else None
-    if qtype == "when":
-        m = re.search(
-            rf"\b(?:(?:le\s+)?\d{{1,2}}(?:er)?(?:\s+et\s+\d{{1,2}})?\s+(?:{_MONTHS})(?:\s+\d{{4}})?|"
-            rf"(?:en\s+)?(?:{_MONTHS})\s+\d{{4}}|(?:en\s+)?1[5-9]\d\d|(?:en\s+)?20\d\d)\b",
-            text[start:end],
-            re.I,
-        )
-        return (start + m.start(), start + m.end()) if m else None
     for t in doc:  # howmany: a number and the noun it counts
         if t.like_num and new(t.text):
             toks = [t]
