@@ -58,18 +58,63 @@ def subset(articles: list[Article], size: int | None, seed: int = 13) -> list[Ar
     return out
 
 
-def ensure_index(label: str, arts: list[Article], embedder: Embedder, settings: Settings, rebuild: bool) -> Path:
+class CachedOrRandom(Embedder):
+    """Passage vectors from the embedding cache only; a text missing there gets a random unit
+    vector instead of being encoded (counted, and reported next to every figure it touches).
+
+    For latency at a size whose texts could not all be encoded in the time at hand: the work a
+    search does per vector (a dot product, a graph step) does not depend on the values.
+    """
+
+    def __init__(self, base: Embedder) -> None:
+        super().__init__(base.info, base.model, base.cache, base.precision, base.query_runtime, base.onnx_dir)
+        self.random = 0
+        self.real = 0
+        self._rng = np.random.default_rng(0)
+
+    def encode(self, texts: Any, prompt: str, progress: str | None = None, batch_size: int = 16) -> np.ndarray:
+        from indexer.model import EmbeddingCache
+
+        assert self.cache is not None, "needs the embedding cache"
+        keys = [EmbeddingCache.key(self.info.model_id, prompt, t) for t in texts]
+        hits = self.cache.get_many(list(set(keys)))
+        out = np.empty((len(texts), self.dim), np.float32)
+        for i, k in enumerate(keys):
+            if k in hits:
+                out[i] = np.frombuffer(hits[k], dtype=np.float32)
+                self.real += 1
+            else:
+                v = self._rng.standard_normal(self.dim).astype(np.float32)
+                out[i] = v / np.linalg.norm(v)
+                self.random += 1
+        self.last_encoded = self.last_tokens = 0
+        return out
+
+
+def ensure_index(
+    label: str, arts: list[Article], embedder: Embedder, settings: Settings, rebuild: bool, cached_only: bool = False
+) -> Path:
     where = ROOT / "var" / "bench" / f"scale-{label}"
+    marker = where / "RANDOM_VECTORS"
     if not rebuild:
         try:
             m = layout.Manifest.read(layout.current_generation(where))
+            if marker.is_file() and not cached_only:
+                raise layout.IndexMissing("built with random stand-ins; rebuild")
             if m.model_id == embedder.info.model_id and m.counts.get("articles") == len(arts):
                 print(f"[{label}] reusing {where} ({m.counts['chunks']} chunks, {m.ann})", file=sys.stderr)
                 return where
         except layout.IndexError_:
             pass
     t0 = time.perf_counter()
+    if cached_only:
+        embedder = CachedOrRandom(embedder)
     res = build_index(CorpusReport(arts), where, embedder, settings, progress=True)
+    if isinstance(embedder, CachedOrRandom):
+        marker.write_text(f"{embedder.random} random, {embedder.real} real passage vectors\n")
+        print(f"[{label}] {embedder.random} random stand-ins, {embedder.real} real vectors", file=sys.stderr)
+    elif marker.exists():
+        marker.unlink()
     c = res.manifest.counts
     print(
         f"[{label}] built in {time.perf_counter() - t0:.0f} s: {c['chunks']} chunks, {c['sentences']} sentences, "
@@ -127,19 +172,23 @@ def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str
     }
 
 
-def recall(where: Path, embedder: Embedder, settings: Settings, ds_questions: list[Any], ids: set[str]) -> list[float]:
+def recall(
+    where: Path, embedder: Embedder, settings: Settings, ds_questions: list[Any], ids: set[str]
+) -> dict[str, list[float]]:
+    """Recall@1/@5 of the headlines whose article is in the subset, per retrieval mode."""
     from search.engine import Engine
 
     engine = Engine.open(where, settings, embedder, verify=False)
     qs = [q for q in ds_questions if q.gold_doc in ids][:500]
-    if not qs:
-        return [float("nan"), float("nan")]
-    r1 = r5 = 0
-    for q in qs:
-        docs = [r.doc_id for r in engine.search(q.text, k=5, answer=False).results]
-        r1 += bool(docs[:1] == [q.gold_doc])
-        r5 += q.gold_doc in docs
-    return [r1 / len(qs), r5 / len(qs)]
+    out: dict[str, list[float]] = {}
+    for mode in ("hybrid", "dense", "lexical"):
+        r1 = r5 = 0
+        for q in qs:
+            docs = [r.doc_id for r in engine.search(q.text, k=5, mode=mode, answer=False).results]
+            r1 += bool(docs[:1] == [q.gold_doc])
+            r5 += q.gold_doc in docs
+        out[mode] = [r1 / max(1, len(qs)), r5 / max(1, len(qs))]
+    return out
 
 
 def over_http(where: Path, qs: list[str]) -> dict[str, Any]:
@@ -190,6 +239,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--rebuild", action="store_true", help="rebuild even if var/bench holds a matching index")
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument(
+        "--cached-only",
+        default="",
+        metavar="SIZES",
+        help="for these sizes (e.g. 'all'), take passage vectors from the cache and give texts "
+        "missing there a random unit vector instead of encoding them (latency only; reported)",
+    )
     ap.add_argument("--no-http", action="store_true")
     ap.add_argument("--json", type=Path, help="write the figures here (for bench/plots.py)")
     args = ap.parse_args()
@@ -203,10 +259,13 @@ def main() -> None:
         size = None if label == "all" else int(label)
         arts = subset(ds.articles, size)
         paras = sum(a.text.count("\n\n") + 1 for a in arts)
-        where = ensure_index(label, arts, embedder, settings, args.rebuild)
+        cached_only = label in args.cached_only.split(",")
+        where = ensure_index(label, arts, embedder, settings, args.rebuild, cached_only)
         if args.build_only:
             continue
         row: dict[str, Any] = {"size": label, "paragraphs": paras, "articles": len(arts)}
+        marker = where / "RANDOM_VECTORS"
+        row["random_vectors"] = marker.read_text().strip() if marker.is_file() else ""
         row.update(in_process(where, embedder, settings, qs))
         row["recall_1_5"] = recall(where, embedder, settings, ds.questions, {a.id for a in arts})
         if not args.no_http:
@@ -216,8 +275,11 @@ def main() -> None:
     if not rows:
         return
     print(f"\n{len(qs)} queries (headlines and PIAF questions interleaved), k=10, ms p50/p95/p99")
-    print("| paragraphs | chunks | ANN | search (in process) | encode | dense | lexical | HTTP | R@1 | R@5 | RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| paragraphs | chunks | ANN | search (in process) | encode | dense | lexical | HTTP | "
+        "R@1/R@5 Salon | R@1/R@5 dense | R@1/R@5 BM25 | server RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
 
         def f(v: list[float]) -> str:
@@ -226,9 +288,14 @@ def main() -> None:
         http = f(r["http"]) if "http" in r else "-"
         print(
             f"| {r['paragraphs']:,} | {r['chunks']:,} | {r['ann']} | {f(r['total'])} | {f(r['encode'])} | "
-            f"{f(r['dense'])} | {f(r['lexical'])} | {http} | {r['recall_1_5'][0]:.3f} | {r['recall_1_5'][1]:.3f} | "
-            f"{r.get('rss_mib', 0):.0f} |"
+            f"{f(r['dense'])} | {f(r['lexical'])} | {http} | "
+            + " | ".join(
+                f"{r['recall_1_5'][m][0]:.3f} / {r['recall_1_5'][m][1]:.3f}" for m in ("hybrid", "dense", "lexical")
+            )
+            + f" | {r.get('rss_mib', 0):.0f} |"
         )
+        if r["random_vectors"]:
+            print(f"  ({r['paragraphs']:,} paragraphs: {r['random_vectors']}; see --cached-only)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"queries": len(qs), "rows": rows}, indent=1))
