@@ -67,7 +67,7 @@ bench-scale: setup
 	$(PY) bench/scale.py ../shared/eval/orangesum --sizes 1000,20000,all --json docs/bench/scale.json
 
 bench-ann: setup
-	$(PY) bench/ann.py --real var/bench/scale-all --json docs/bench/ann-283k.json
+	$(PY) bench/ann.py --real var/bench/scale-all --json docs/bench/ann-283k-full.json
 	$(PY) bench/ann.py --synthetic 1000000 --like var/bench/scale-all --quick --json docs/bench/ann-1m.json
 
 bench-txtai: bench-deps

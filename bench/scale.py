@@ -66,16 +66,25 @@ class CachedOrRandom(Embedder):
     search does per vector (a dot product, a graph step) does not depend on the values.
     """
 
-    def __init__(self, base: Embedder) -> None:
+    def __init__(self, base: Embedder, real_calls: int = 1) -> None:
         super().__init__(base.info, base.model, base.cache, base.precision, base.query_runtime, base.onnx_dir)
         self.random = 0
         self.real = 0
         self._rng = np.random.default_rng(0)
+        # The build encodes chunks first, then sentences: the first ``real_calls`` calls encode
+        # what the cache lacks (chunk vectors are all real: dense search and ANN recall use
+        # them), later ones (sentences) get stand-ins.
+        self._real_calls = real_calls
 
     def encode(self, texts: Any, prompt: str, progress: str | None = None, batch_size: int = 16) -> np.ndarray:
         from indexer.model import EmbeddingCache
 
         assert self.cache is not None, "needs the embedding cache"
+        if self._real_calls > 0:
+            self._real_calls -= 1
+            out = super().encode(texts, prompt, progress, batch_size)
+            self.real += len(texts)
+            return out
         keys = [EmbeddingCache.key(self.info.model_id, prompt, t) for t in texts]
         hits = self.cache.get_many(list(set(keys)))
         out = np.empty((len(texts), self.dim), np.float32)
@@ -94,7 +103,7 @@ class CachedOrRandom(Embedder):
 def ensure_index(
     label: str, arts: list[Article], embedder: Embedder, settings: Settings, rebuild: bool, cached_only: bool = False
 ) -> Path:
-    where = ROOT / "var" / "bench" / f"scale-{label}"
+    where = ROOT / "var" / "bench" / f"scale-{label}{os.environ.get('SALON_BENCH_SUFFIX', '')}"
     marker = where / "RANDOM_VECTORS"
     if not rebuild:
         try:
