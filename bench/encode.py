@@ -31,19 +31,24 @@ from indexer.model import Embedder, OnnxQueryEncoder, native_bf16  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 
 
-def numpy_gflops(n: int = 2048, reps: int = 10) -> float:
-    a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
+def best_gflops(matmul: Callable[[], object], n: int, reps: int = 10) -> float:
+    """GFLOP/s of the fastest of ``reps`` n×n matmuls, after three warm-up calls."""
     for _ in range(3):
-        a @ b
+        matmul()
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
-        a @ b
+        matmul()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
 
 
-def ort_gflops(n: int = 2048, reps: int = 10) -> float:
+def numpy_gflops(n: int = 2048) -> float:
+    a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
+    return best_gflops(lambda: a @ b, n)
+
+
+def ort_gflops(n: int = 2048) -> float:
     """fp32 matmul through ONNX Runtime's own kernels (MLAS), via a one-node graph."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -57,29 +62,15 @@ def ort_gflops(n: int = 2048, reps: int = 10) -> float:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     sess = ort.InferenceSession(model.SerializeToString())
     feed = {"a": np.random.rand(n, n).astype(np.float32), "b": np.random.rand(n, n).astype(np.float32)}
-    for _ in range(3):
-        sess.run(None, feed)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        sess.run(None, feed)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    return best_gflops(lambda: sess.run(None, feed), n)
 
 
-def matmul_gflops(dtype: str, n: int = 2048, reps: int = 10) -> float:
+def matmul_gflops(dtype: str, n: int = 2048) -> float:
     import torch
 
     dt = torch.bfloat16 if dtype == "bf16" else torch.float32
     a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    return best_gflops(lambda: a @ b, n)
 
 
 def flops_per_token(model, mean_len: float) -> float:  # type: ignore[no-untyped-def]
