@@ -309,7 +309,7 @@ class Embedder:
         Calls the model's modules directly rather than ``SentenceTransformer.encode``: for one
         short query, encode()'s bookkeeping costs as much as a fifth of the forward pass
         (bench/encode.py). bf16 autocast keeps the weights in fp32 and multiplies in bf16; the
-        weights come from a 4-bit file, so they lose nothing and the vectors agree with fp32 to
+        weights are 4-bit values times a scale to begin with, and the vectors agree with fp32 to
         cosine ≥ 0.9999 (tests/test_convert.py).
         """
         return self._forward_torch(texts, self.precision)
