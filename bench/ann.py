@@ -28,6 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from load import rss_mib  # noqa: E402  (bench/ is on sys.path when a bench script runs)
+
 
 def synthetic(n: int, nq: int, dim: int = 384, clusters: int = 10_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -70,13 +72,6 @@ def real(generation_root: Path, nq: int) -> tuple[np.ndarray, np.ndarray]:
     emb = Embedder.from_settings(Settings(), use_cache=False)
     xq = np.stack([emb.encode_query(h) for h in heads[:nq]])
     return np.ascontiguousarray(xb, dtype=np.float32), xq.astype(np.float32)
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def search_timed(index: Any, xq: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, list[float]]:
@@ -166,14 +161,14 @@ def main() -> None:
         record("flat fp16", sq16, time.perf_counter() - t, n * dim * 2)
 
     for m in (16, 32) if not args.quick else (32,):
-        before = rss_mib()
+        before = rss_mib(os.getpid())
         t = time.perf_counter()
         h = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
         h.hnsw.efConstruction = 80
         h.add(xb)
         build = time.perf_counter() - t
         mem = n * dim * 4 + n * m * 2 * 4 * 1.1  # vectors + level-0 links (2M) + upper levels (~10%)
-        mem = max(mem, (rss_mib() - before) * 2**20)
+        mem = max(mem, (rss_mib(os.getpid()) - before) * 2**20)
         for ef in (16, 32, 64, 128, 256):
             record(f"HNSW{m}", h, build, mem, faiss.SearchParametersHNSW(efSearch=max(ef, 10)), f"efSearch={ef}")
         del h

@@ -77,25 +77,18 @@ class CachedOrRandom(Embedder):
         self._real_calls = real_calls
 
     def encode(self, texts: Any, prompt: str, progress: str | None = None, batch_size: int = 16) -> np.ndarray:
-        from indexer.model import EmbeddingCache
-
         assert self.cache is not None, "needs the embedding cache"
         if self._real_calls > 0:
             self._real_calls -= 1
             out = super().encode(texts, prompt, progress, batch_size)
             self.real += len(texts)
             return out
-        keys = [EmbeddingCache.key(self.info.model_id, prompt, t) for t in texts]
-        hits = self.cache.get_many(list(set(keys)))
-        out = np.empty((len(texts), self.dim), np.float32)
-        for i, k in enumerate(keys):
-            if k in hits:
-                out[i] = np.frombuffer(hits[k], dtype=np.float32)
-                self.real += 1
-            else:
-                v = self._rng.standard_normal(self.dim).astype(np.float32)
-                out[i] = v / np.linalg.norm(v)
-                self.random += 1
+        out, _, missing = self.from_cache(texts, prompt)
+        self.real += len(texts) - len(missing)
+        self.random += len(missing)
+        for i in missing:
+            v = self._rng.standard_normal(self.dim).astype(np.float32)
+            out[i] = v / np.linalg.norm(v)
         self.last_encoded = self.last_tokens = 0
         return out
 

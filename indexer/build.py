@@ -209,8 +209,7 @@ def _build_into(
     encoded += embedder.last_encoded
     tokens += embedder.last_tokens
     embed_seconds = time.perf_counter() - t_embed
-    # Tokens actually encoded (counted only when progress is on, i.e. by the CLI and benchmarks).
-    embed_tokens = tokens
+    embed_tokens = tokens  # tokens actually run through the model (cache hits excluded)
 
     import faiss
 

@@ -255,6 +255,7 @@ class Embedder:
         self.dim = int(model.get_embedding_dimension() or 0)
         self.last_encoded = 0  # texts actually run through the model by the last encode()
         self.last_tokens = 0  # and their tokens, specials included (throughput figures)
+        self.last_batch_tokens = 0
         prompts = getattr(model, "prompts", {}) or {}
         self.query_prompt = prompts.get("query", "")
         self.passage_prompt = prompts.get("document", prompts.get("passage", ""))
@@ -323,6 +324,8 @@ class Embedder:
         with torch.inference_mode(), ctx:
             feats = self.model.preprocess(texts)
             out = self.model(feats)["sentence_embedding"]
+        # tokens of this batch, specials included, padding not (throughput figures)
+        self.last_batch_tokens = int(feats["attention_mask"].sum())
         vecs: np.ndarray = torch.nn.functional.normalize(out.float(), dim=-1).numpy()
         return vecs
 
@@ -336,23 +339,27 @@ class Embedder:
             return vec
         return self.encode([text], self.query_prompt)[0]
 
+    def from_cache(self, texts: Sequence[str], prompt: str) -> tuple[np.ndarray, list[bytes], list[int]]:
+        """Cached vectors filled in (zeros elsewhere), the cache keys, and the indices still to encode."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if self.cache is None or len(texts) <= 1:
+            return out, [], list(range(len(texts)))
+        keys = [EmbeddingCache.key(self.info.model_id, prompt, t) for t in texts]
+        hits = self.cache.get_many(list(set(keys)))
+        todo = []
+        for i, k in enumerate(keys):
+            if k in hits:
+                out[i] = np.frombuffer(hits[k], dtype=np.float32)
+            else:
+                todo.append(i)
+        return out, keys, todo
+
     def encode(
         self, texts: Sequence[str], prompt: str, progress: str | None = None, batch_size: int = 16
     ) -> np.ndarray:
         """Normalised float32 embeddings, shape (len(texts), dim)."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         self.last_encoded = self.last_tokens = 0
-        todo = list(range(len(texts)))
-        keys: list[bytes] = []
-        if self.cache is not None and len(texts) > 1:
-            keys = [EmbeddingCache.key(self.info.model_id, prompt, t) for t in texts]
-            hits = self.cache.get_many(list(set(keys)))
-            todo = []
-            for i, k in enumerate(keys):
-                if k in hits:
-                    out[i] = np.frombuffer(hits[k], dtype=np.float32)
-                else:
-                    todo.append(i)
+        out, keys, todo = self.from_cache(texts, prompt)
         self.last_encoded = len(todo)
         if not todo:
             return out
@@ -366,9 +373,7 @@ class Embedder:
         for s in range(0, len(todo), batch_size):
             idx = todo[s : s + batch_size]
             out[idx] = self.forward([prompt + texts[i] for i in idx])
-            if progress:
-                lens = self.model.tokenizer([prompt + texts[i] for i in idx], truncation=True, max_length=512)
-                self.last_tokens += sum(len(x) for x in lens["input_ids"])
+            self.last_tokens += self.last_batch_tokens
             if self.cache is not None and keys:
                 self.cache.put_many([(keys[i], out[i].tobytes()) for i in idx])
             if bar is not None:

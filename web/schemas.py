@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 SEARCH_EXAMPLE: Any = {
     "query": "qui a critiqué Salesforce ?",
-    "took_ms": 45.1,
+    "took_ms": 33.9,
     "total": 7,
     "answer": {
         "text": "Son show à l’américaine bien rodé a pourtant été interrompu à plusieurs reprises par des "
@@ -17,7 +17,7 @@ SEARCH_EXAMPLE: Any = {
         "chunk_id": 7,
         "start": 3209,
         "end": 3401,
-        "score": 0.8254,
+        "score": 0.8249,
         "title": "Dreamforce 2019 : plongée au cœur de la conférence de Salesforce à San Francisco",
         "span": [3294, 3308],
         "span_text": "des activistes",
@@ -36,7 +36,7 @@ SEARCH_EXAMPLE: Any = {
             "start": 2993,
             "end": 3694,
             "highlights": [
-                {"start": 216, "end": 408, "kind": "answer", "score": 0.8254},
+                {"start": 216, "end": 408, "kind": "answer", "score": 0.8249},
                 {"start": 316, "end": 326, "kind": "term", "score": 1.0},
             ],
             "scores": {
