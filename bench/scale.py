@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from indexer import layout  # noqa: E402
 from indexer.build import build_index  # noqa: E402
 from indexer.corpus import Article, CorpusReport  # noqa: E402
-from indexer.evaluate import load_dataset  # noqa: E402
 from indexer.model import Embedder  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
+from search.evaluate import load_dataset  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from indexer.analysis import analyze
 from indexer.build import build_index
 from indexer.corpus import CorpusReport
-from indexer.evaluate import _norm, load_dataset
 from indexer.layout import IndexError_, Manifest, current_generation
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.engine import Engine
+from search.evaluate import _norm, load_dataset
 
 
 def held_out(qid: str) -> bool:

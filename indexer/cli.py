@@ -191,7 +191,7 @@ def eval_cmd(
     max_docs: int | None,
 ) -> None:
     """Build a temporary index of DATASET_DIR and report retrieval quality and latency."""
-    from indexer.evaluate import evaluate, format_table
+    from search.evaluate import evaluate, format_table
 
     s = _settings(ctx)
     report = evaluate(
