@@ -38,6 +38,11 @@ def main(ctx: click.Context, model: str | None, cache_dir: Path | None) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--full", is_flag=True, help="Re-encode every text (ignore the embedding cache).")
 @click.option("--wait", is_flag=True, help="If another build is running, wait for it instead of exiting.")
+@click.option(
+    "--store",
+    type=click.Choice(["local", "milvus"]),
+    help="milvus: also publish the build to Milvus (SALON_MILVUS_URI) and serve it from there. Env SALON_STORE.",
+)
 @click.pass_context
 def index(
     ctx: click.Context,
@@ -47,6 +52,7 @@ def index(
     quiet: bool,
     full: bool,
     wait: bool,
+    store: str | None,
 ) -> None:
     """Rebuild the index of CORPUS (default: corpus/). Exit 0 if all was read, 3 if some files were skipped."""
     from indexer import layout
@@ -55,6 +61,8 @@ def index(
     from indexer.model import Embedder, ModelError
 
     s = _settings(ctx)
+    if store:
+        s.store = store  # type: ignore[assignment]
     corpus = corpus or s.corpus_dir
     index_dir = index_dir or s.index_dir
     if if_missing:
@@ -86,6 +94,19 @@ def index(
             f"changes since the served index: {ch['added']} added, {ch['changed']} changed, "
             f"{ch['removed']} removed, {ch['unchanged']} unchanged"
         )
+    if s.store == "milvus":
+        from indexer.milvus import publish
+
+        try:
+            pub = publish(result.generation, s)
+        except Exception as exc:  # the local build stands; Milvus keeps serving its previous generation
+            raise click.ClickException(
+                f"built {result.generation.name} but could not publish it to Milvus: {exc}"
+            ) from exc
+        click.echo(
+            f"published to Milvus as {s.milvus_prefix} → {pub.generation} in {pub.seconds:.1f} s"
+            + (f"; dropped {', '.join(pub.dropped)}" if pub.dropped else "")
+        )
     for p in result.problems:
         click.echo(f"{'skipped' if p.skipped else 'warning'}: {p.path}: {p.reason}", err=True)
     if result.skipped:
@@ -113,6 +134,11 @@ def open_engine(s: Settings, index_dir: Path | None):  # type: ignore[no-untyped
 @click.option("--date-from", help="Only articles dated on or after (YYYY[-MM[-DD]]).")
 @click.option("--date-to", help="Only articles dated on or before.")
 @click.option("--index-dir", type=click.Path(path_type=Path))
+@click.option(
+    "--store",
+    type=click.Choice(["local", "milvus"]),
+    help="Serve from the local files or from Milvus (SALON_MILVUS_URI). Env SALON_STORE.",
+)
 @click.pass_context
 def search(
     ctx: click.Context,
@@ -124,11 +150,14 @@ def search(
     date_from: str | None,
     date_to: str | None,
     index_dir: Path | None,
+    store: str | None,
 ) -> None:
     """Search the index and print the best passages (answer first for a question)."""
     from search.types import Filters, SearchError
 
     s = _settings(ctx)
+    if store:
+        s.store = store  # type: ignore[assignment]
     engine = open_engine(s, index_dir)
     try:
         res = engine.search(query, k=k, filters=Filters(event, date_from, date_to), mode=mode)
@@ -181,6 +210,12 @@ def model(ctx: click.Context) -> None:
 )
 @click.option("--limit", type=int, help="Evaluate only the first N questions.")
 @click.option("--max-docs", type=int, help="Index at most N documents (gold documents always kept).")
+@click.option(
+    "--store",
+    type=click.Choice(["local", "milvus"]),
+    help="Search the local files, or publish the build to Milvus (a temporary milvus-lite unless "
+    "SALON_MILVUS_URI is a server) and search there. Env SALON_STORE.",
+)
 @click.pass_context
 def eval_cmd(
     ctx: click.Context,
@@ -189,6 +224,7 @@ def eval_cmd(
     modes: tuple[str, ...],
     limit: int | None,
     max_docs: int | None,
+    store: str | None,
 ) -> None:
     """Build a temporary index of DATASET_DIR and report retrieval quality and latency."""
     from search.evaluate import evaluate, format_table
@@ -201,6 +237,7 @@ def eval_cmd(
         limit=limit,
         max_docs=max_docs,
         progress=not as_json,
+        store=store or s.store,
     )
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 

@@ -200,7 +200,7 @@ class LocalStore:
         if n == 0:
             return _EMPTY
         top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[np.lexsort((top, -scores[top]))]  # ties by row: the same order in every store
         return top.astype(np.int64), scores[top]
 
     def doc_freq(self, terms: Iterable[str]) -> dict[str, int]:
