@@ -59,36 +59,34 @@ def subset(articles: list[Article], size: int | None, seed: int = 13) -> list[Ar
 
 
 class CachedOrRandom(Embedder):
-    """Passage vectors from the embedding cache only; a text missing there gets a random unit
-    vector instead of being encoded (counted, and reported next to every figure it touches).
+    """Chunk and sentence vectors from the embedding cache only; a chunk missing there gets random
+    unit vectors instead of being encoded (counted, and reported next to every figure it touches).
 
     For latency at a size whose texts could not all be encoded in the time at hand: the work a
     search does per vector (a dot product, a graph step) does not depend on the values.
     """
 
-    def __init__(self, base: Embedder, real_calls: int = 1) -> None:
+    def __init__(self, base: Embedder) -> None:
         super().__init__(base.info, base.model, base.cache, base.precision, base.query_runtime, base.onnx_dir)
         self.random = 0
         self.real = 0
         self._rng = np.random.default_rng(0)
-        # The build encodes chunks first, then sentences: the first ``real_calls`` calls encode
-        # what the cache lacks (chunk vectors are all real: dense search and ANN recall use
-        # them), later ones (sentences) get stand-ins.
-        self._real_calls = real_calls
 
-    def encode(self, texts: Any, prompt: str, progress: str | None = None, batch_size: int = 16) -> np.ndarray:
+    def encode_jobs(
+        self, jobs: Any, progress: str | None = None, batch_size: int = 16, runner: Any = None
+    ) -> list[np.ndarray]:
         assert self.cache is not None, "needs the embedding cache"
-        if self._real_calls > 0:
-            self._real_calls -= 1
-            out = super().encode(texts, prompt, progress, batch_size)
-            self.real += len(texts)
-            return out
-        out, _, missing = self.from_cache(texts, prompt)
-        self.real += len(texts) - len(missing)
-        self.random += len(missing)
-        for i in missing:
-            v = self._rng.standard_normal(self.dim).astype(np.float32)
-            out[i] = v / np.linalg.norm(v)
+        keys = [self.job_key(j) for j in jobs]
+        hits = self.cache.get_many(list(set(keys)))
+        out = []
+        for job, key in zip(jobs, keys, strict=True):
+            if key in hits:
+                self.real += 1
+                out.append(np.frombuffer(hits[key], dtype=np.float32).reshape(-1, self.dim))
+                continue
+            self.random += 1
+            v = self._rng.standard_normal((1 + len(job.spans), self.dim)).astype(np.float32)
+            out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
         self.last_encoded = self.last_tokens = 0
         return out
 
@@ -113,7 +111,7 @@ def ensure_index(
         embedder = CachedOrRandom(embedder)
     res = build_index(CorpusReport(arts), where, embedder, settings, progress=True)
     if isinstance(embedder, CachedOrRandom):
-        marker.write_text(f"{embedder.random} random, {embedder.real} real passage vectors\n")
+        marker.write_text(f"{embedder.random} random, {embedder.real} real chunks (with their sentences)\n")
         print(f"[{label}] {embedder.random} random stand-ins, {embedder.real} real vectors", file=sys.stderr)
     elif marker.exists():
         marker.unlink()

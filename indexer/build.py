@@ -19,7 +19,7 @@ from indexer import layout
 from indexer.analysis import ANALYZER_VERSION, analyze
 from indexer.chunking import Chunk, Span, chunk_sentences, paragraphs, split_sentences
 from indexer.corpus import Article, CorpusReport, Problem, read_corpus
-from indexer.model import Embedder
+from indexer.model import BatchRunner, Embedder, PassageJob
 from indexer.settings import Settings
 
 SCHEMA = """
@@ -40,6 +40,22 @@ class Prepared:
     article: Article
     sentences: list[Span]
     chunks: list[Chunk]
+    sentence_tokens: list[int] = field(default_factory=list)
+
+    def sentence_owners(self) -> list[int]:
+        """For each sentence, the chunk whose forward pass gives its vector.
+
+        With overlap a sentence sits in two chunks; it is pooled once, from the chunk where it has
+        the most context (most other tokens around it), the earlier one on a tie.
+        """
+        owner = [-1] * len(self.sentences)
+        context = [-1] * len(self.sentences)
+        for ci, c in enumerate(self.chunks):
+            for si in range(c.first_sentence, c.last_sentence + 1):
+                ctx = c.tokens - self.sentence_tokens[si]
+                if ctx > context[si]:
+                    owner[si], context[si] = ci, ctx
+        return owner
 
 
 @dataclass
@@ -80,7 +96,7 @@ def prepare(articles: list[Article], embedder: Embedder, settings: Settings, pro
             settings.chunk_tokens - prompt_tokens,
             settings.chunk_overlap,
         )
-        out.append(Prepared(art, sents, chunks))
+        out.append(Prepared(art, sents, chunks, [by_span[(s.start, s.end)] for s in sents]))
     return out
 
 
@@ -126,10 +142,12 @@ def build_index(
     settings: Settings,
     progress: bool = True,
     wait: bool = False,
+    runner: BatchRunner | None = None,
 ) -> BuildResult:
     """Build a new generation from ``corpus`` and make it the served one, atomically.
 
-    With ``wait``, a build already running is waited for instead of refused.
+    With ``wait``, a build already running is waited for instead of refused. ``runner`` encodes
+    the texts missing from the embedding cache (default: in this process).
     """
     t0 = time.perf_counter()
     report = read_corpus(corpus, settings.max_article_mb) if isinstance(corpus, Path) else corpus
@@ -141,7 +159,14 @@ def build_index(
         tmp.mkdir(parents=True)
         try:
             result = _build_into(
-                tmp, report, embedder, settings, progress, t0, corpus if isinstance(corpus, Path) else Path("<memory>")
+                tmp,
+                report,
+                embedder,
+                settings,
+                progress,
+                t0,
+                corpus if isinstance(corpus, Path) else Path("<memory>"),
+                runner,
             )
             name = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
             gen = index_dir / name
@@ -188,28 +213,19 @@ def _build_into(
     progress: bool,
     t0: float,
     corpus_path: Path,
+    runner: BatchRunner | None = None,
 ) -> BuildResult:
     prepared = prepare(report.articles, embedder, settings, progress)
-    chunk_texts: list[str] = []
-    sent_texts: list[str] = []
-    for p in prepared:
-        # The title gives every chunk of an article its topic ("Sport", "Dreamforce 2019 : …"),
-        # which the chunk text alone often lacks; offsets still point into the article text.
-        head = f"{p.article.title}\n\n" if settings.title_in_chunks and p.article.title else ""
-        chunk_texts += [head + p.article.text[c.start : c.end] for c in p.chunks]
-        sent_texts += [p.article.text[s.start : s.end] for s in p.sentences]
-
     t_embed = time.perf_counter()
-    bs = settings.batch_size
-    encoded = 0
-    chunk_vecs = embedder.encode(chunk_texts, embedder.passage_prompt, "embedding chunks" if progress else None, bs)
-    encoded += embedder.last_encoded
-    tokens = embedder.last_tokens
-    sent_vecs = embedder.encode(sent_texts, embedder.passage_prompt, "embedding sentences" if progress else None, bs)
-    encoded += embedder.last_encoded
-    tokens += embedder.last_tokens
+    if settings.sentence_vectors == "late":
+        chunk_texts, chunk_vecs, sent_vecs = _embed_late(prepared, embedder, settings, progress, runner)
+        encoded = embedder.last_encoded
+        embed_tokens = embedder.last_tokens  # tokens actually run through the model (cache hits excluded)
+    else:
+        chunk_texts, chunk_vecs, sent_vecs, encoded, embed_tokens = _embed_separately(
+            prepared, embedder, settings, progress
+        )
     embed_seconds = time.perf_counter() - t_embed
-    embed_tokens = tokens  # tokens actually run through the model (cache hits excluded)
 
     import faiss
 
@@ -238,11 +254,13 @@ def _build_into(
             "splitter": "spacy fr_core_news_sm senter + French repairs",
         },
         analyzer=ANALYZER_VERSION,
+        sentence_vectors=settings.sentence_vectors,
         counts={
             "encoded_texts": encoded,
+            "encoded_tokens": embed_tokens,
             "articles": len(prepared),
             "chunks": len(chunk_texts),
-            "sentences": len(sent_texts),
+            "sentences": len(sent_vecs),
             "skipped_files": sum(1 for p in report.problems if p.skipped),
         },
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -257,6 +275,62 @@ def _build_into(
             with written.open("rb") as fh:
                 os.fsync(fh.fileno())
     return BuildResult(folder, manifest, list(report.problems), embed_seconds, embed_tokens)
+
+
+def _chunk_head(p: Prepared, settings: Settings) -> str:
+    # The title gives every chunk of an article its topic ("Sport", "Dreamforce 2019 : …"),
+    # which the chunk text alone often lacks; offsets still point into the article text.
+    return f"{p.article.title}\n\n" if settings.title_in_chunks and p.article.title else ""
+
+
+def _embed_late(
+    prepared: list[Prepared], embedder: Embedder, settings: Settings, progress: bool, runner: BatchRunner | None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One forward pass per chunk gives its vector and those of the sentences it owns."""
+    jobs: list[PassageJob] = []
+    owned_rows: list[list[int]] = []  # global sentence rows pooled from each job, in span order
+    n_sent = 0
+    for p in prepared:
+        head = _chunk_head(p, settings)
+        owners = p.sentence_owners()
+        text = p.article.text
+        for ci, c in enumerate(p.chunks):
+            own = [si for si in range(c.first_sentence, c.last_sentence + 1) if owners[si] == ci]
+            shift = len(head) - c.start
+            spans = tuple((p.sentences[si].start + shift, p.sentences[si].end + shift) for si in own)
+            jobs.append(PassageJob(head + text[c.start : c.end], spans))
+            owned_rows.append([n_sent + si for si in own])
+        n_sent += len(p.sentences)
+    arrays = embedder.encode_jobs(
+        jobs, "embedding chunks (sentences pooled in the same pass)" if progress else None, settings.batch_size, runner
+    )
+    chunk_vecs = np.empty((len(jobs), embedder.dim), dtype=np.float32)
+    sent_vecs = np.empty((n_sent, embedder.dim), dtype=np.float32)
+    filled = np.zeros(n_sent, dtype=bool)
+    for i, (arr, rows) in enumerate(zip(arrays, owned_rows, strict=True)):
+        chunk_vecs[i] = arr[0]
+        sent_vecs[rows] = arr[1:]
+        filled[rows] = True
+    if not filled.all():  # every sentence lies in some chunk; a gap is a chunking bug, not data
+        raise RuntimeError(f"{int((~filled).sum())} sentences belong to no chunk")
+    return [j.text for j in jobs], chunk_vecs, sent_vecs
+
+
+def _embed_separately(
+    prepared: list[Prepared], embedder: Embedder, settings: Settings, progress: bool
+) -> tuple[list[str], np.ndarray, np.ndarray, int, int]:
+    """The former way: every chunk, then every sentence on its own (twice the tokens)."""
+    chunk_texts: list[str] = []
+    sent_texts: list[str] = []
+    for p in prepared:
+        head = _chunk_head(p, settings)
+        chunk_texts += [head + p.article.text[c.start : c.end] for c in p.chunks]
+        sent_texts += [p.article.text[s.start : s.end] for s in p.sentences]
+    bs = settings.batch_size
+    chunk_vecs = embedder.encode(chunk_texts, embedder.passage_prompt, "embedding chunks" if progress else None, bs)
+    encoded, tokens = embedder.last_encoded, embedder.last_tokens
+    sent_vecs = embedder.encode(sent_texts, embedder.passage_prompt, "embedding sentences" if progress else None, bs)
+    return chunk_texts, chunk_vecs, sent_vecs, encoded + embedder.last_encoded, tokens + embedder.last_tokens
 
 
 def _write_store(path: Path, prepared: list[Prepared]) -> None:
@@ -310,3 +384,14 @@ def _write_store(path: Path, prepared: list[Prepared]) -> None:
         db.commit()
     finally:
         db.close()
+
+
+def embed_prepared(
+    prepared: list[Prepared], embedder: Embedder, settings: Settings, runner: BatchRunner | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk and sentence vectors of ``prepared``, made as a build makes them (updates in Milvus)."""
+    if settings.sentence_vectors == "late":
+        _, chunk_vecs, sent_vecs = _embed_late(prepared, embedder, settings, False, runner)
+    else:
+        _, chunk_vecs, sent_vecs, _, _ = _embed_separately(prepared, embedder, settings, False)
+    return chunk_vecs, sent_vecs

@@ -66,6 +66,9 @@ class Manifest:
     corpus: str
     files: dict[str, str] = field(default_factory=dict)  # relative path → sha256
     ann_seconds: float = 0.0
+    # How sentence vectors were made (see indexer/build.py); manifests written before this field
+    # existed encoded every sentence on its own.
+    sentence_vectors: str = "separate"
 
     def write(self, folder: Path) -> None:
         _write_atomic(folder / MANIFEST, json.dumps(asdict(self), indent=2, ensure_ascii=False))

@@ -482,14 +482,15 @@ class ServedGeneration:
 
     def upsert_articles(self, articles: Sequence[Article], embedder: Embedder, settings: Settings) -> None:
         """Chunk and embed ``articles`` as a build would, then insert or replace them by id."""
-        from indexer.build import prepare
+        from indexer.build import embed_prepared, prepare
 
+        prepared = prepare(list(articles), embedder, settings, progress=False)
+        chunk_vecs, sent_vecs = embed_prepared(prepared, embedder, settings)
         items = []
-        for p in prepare(list(articles), embedder, settings, progress=False):
+        c0 = s0 = 0
+        for p in prepared:
             a = p.article
-            head = f"{a.title}\n\n" if settings.title_in_chunks and a.title else ""
-            cvecs = embedder.encode([head + a.text[c.start : c.end] for c in p.chunks], embedder.passage_prompt)
-            svecs = embedder.encode([a.text[x.start : x.end] for x in p.sentences], embedder.passage_prompt)
+            nc, ns = len(p.chunks), len(p.sentences)
             lo, hi = a.date_range
             fields = {
                 "id": a.id,
@@ -505,7 +506,9 @@ class ServedGeneration:
                 "hash": a.content_hash,
                 "text": a.text,
             }
-            items.append((fields, p.chunks, [(x.start, x.end) for x in p.sentences], cvecs, svecs))
+            spans = [(x.start, x.end) for x in p.sentences]
+            items.append((fields, p.chunks, spans, chunk_vecs[c0 : c0 + nc], sent_vecs[s0 : s0 + ns]))
+            c0, s0 = c0 + nc, s0 + ns
         self.upsert(items)
 
     def _term_ids(self, terms: set[str]) -> dict[str, int]:

@@ -6,10 +6,10 @@ import hashlib
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -101,6 +101,52 @@ def load_model(info: ModelInfo) -> SentenceTransformer:
     except Exception as exc:
         raise ModelError(f"cannot load model {info.name!r}: {exc}") from exc
     return model
+
+
+@dataclass(frozen=True)
+class PassageJob:
+    """One chunk to encode once: its vector, and its sentences' vectors from the same pass."""
+
+    text: str  # the chunk as embedded (title head + chunk text), prompt excluded
+    spans: tuple[tuple[int, int], ...] = ()  # character spans inside ``text`` pooled into sentence vectors
+
+
+class BatchRunner(Protocol):
+    """How the cache misses of a build get encoded: in this process, or spread over a cluster."""
+
+    def __call__(
+        self, embedder: Embedder, jobs: list[PassageJob], batch_size: int
+    ) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+        """Yield (indices into ``jobs``, their arrays) as batches finish, any order, each index once."""
+        ...
+
+
+def local_runner(
+    embedder: Embedder, jobs: list[PassageJob], batch_size: int
+) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    # Longest first and in length order, so a batch pads little (padding is pure waste on CPU).
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].text))
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        yield idx, embedder.forward_jobs([jobs[i] for i in idx])
+
+
+def pool_spans(states: np.ndarray, offsets: np.ndarray, spans: Sequence[tuple[int, int]], shift: int) -> np.ndarray:
+    """Mean of the token states of each character span (``shift`` = prompt length), normalised.
+
+    ``states`` (tokens, dim) and ``offsets`` (tokens, 2) of one text. A token belongs to a span
+    when their characters overlap: a leading-space token (▁word) starts one character early.
+    Special and padding tokens have empty offsets and never count. A span with no token left
+    (truncated away) gets the mean of the whole text's tokens instead.
+    """
+    out = np.empty((len(spans), states.shape[1]), dtype=np.float32)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    real = ends > starts
+    for i, (a, b) in enumerate(spans):
+        sel = real & (starts < b + shift) & (ends > a + shift)
+        v = states[sel].mean(axis=0) if sel.any() else states[real].mean(axis=0)
+        out[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+    return out
 
 
 class EmbeddingCache:
@@ -328,6 +374,99 @@ class Embedder:
         self.last_batch_tokens = int(feats["attention_mask"].sum())
         vecs: np.ndarray = torch.nn.functional.normalize(out.float(), dim=-1).numpy()
         return vecs
+
+    def forward_jobs(self, jobs: list[PassageJob]) -> list[np.ndarray]:
+        """One batch, no cache: per job an array (1 + len(spans), dim), normalised.
+
+        Row 0 is the chunk vector, exactly what ``forward`` gives for the prompted chunk (the
+        model's own mean pooling); the other rows are the sentences, each the mean of its own
+        tokens' states from that same pass, so each sentence is read with its chunk as context
+        ("late chunking"). One tokenization gives both the model input and the offsets.
+        """
+        import contextlib
+
+        import torch
+
+        prompt = self.passage_prompt
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16" else contextlib.nullcontext()
+        with torch.inference_mode(), ctx:
+            feats = self.model.preprocess(
+                [prompt + j.text for j in jobs], processing_kwargs={"text": {"return_offsets_mapping": True}}
+            )
+            offsets = feats.pop("offset_mapping").numpy()
+            out = self.model(feats)
+        self.last_batch_tokens = int(feats["attention_mask"].sum())
+        chunk = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).numpy()
+        states = out["token_embeddings"].float().numpy()
+        return [
+            np.vstack([chunk[i : i + 1], pool_spans(states[i], offsets[i], j.spans, len(prompt))])
+            for i, j in enumerate(jobs)
+        ]
+
+    def job_key(self, job: PassageJob) -> bytes:
+        spans = ",".join(f"{a}:{b}" for a, b in job.spans)
+        return EmbeddingCache.key(self.info.model_id, f"{self.passage_prompt}\x00late-mean-v1\x00{spans}", job.text)
+
+    def encode_jobs(
+        self,
+        jobs: Sequence[PassageJob],
+        progress: str | None = None,
+        batch_size: int = 16,
+        runner: BatchRunner | None = None,
+    ) -> list[np.ndarray]:
+        """Every job's arrays (see ``forward_jobs``), from the cache where possible.
+
+        The misses go to ``runner`` (default: this process); cache entries are written here, on
+        the caller's side, from finished batches only, so a runner that retries a batch (a Ray
+        worker that died) never writes twice or half.
+        """
+        self.last_encoded = self.last_tokens = 0
+        results: list[np.ndarray | None] = [None] * len(jobs)
+        keys: list[bytes] = []
+        todo = list(range(len(jobs)))
+        if self.cache is not None and jobs:
+            keys = [self.job_key(j) for j in jobs]
+            hits = self.cache.get_many(list(set(keys)))
+            todo = []
+            for i, k in enumerate(keys):
+                if k in hits:
+                    results[i] = np.frombuffer(hits[k], dtype=np.float32).reshape(-1, self.dim)
+                else:
+                    todo.append(i)
+        self.last_encoded = len(todo)
+        if todo:
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(todo), desc=progress, unit="chunk", file=sys.stderr, disable=None, smoothing=0.1)
+            run = runner or local_runner
+            for idx, arrays in run(self, [jobs[i] for i in todo], batch_size):
+                # Keep the first result of a batch a runner delivered twice (a retried task).
+                fresh = [(todo[n], a) for n, a in zip(idx, arrays, strict=True) if results[todo[n]] is None]
+                for i, arr in fresh:
+                    if arr.shape != (1 + len(jobs[i].spans), self.dim):
+                        raise ModelError(f"encoder returned {arr.shape} for a chunk of {len(jobs[i].spans)} spans")
+                    results[i] = np.asarray(arr, dtype=np.float32)
+                done = [i for i, _ in fresh]
+                # A remote runner's workers counted their tokens out of reach: count them here.
+                self.last_tokens += self.last_batch_tokens if runner is None else self._count_prompted(done, jobs)
+                if self.cache is not None and keys and done:
+                    self.cache.put_many([(keys[i], results[i].tobytes()) for i in done])  # type: ignore[union-attr]
+                if bar is not None:
+                    bar.update(len(done))
+            if bar is not None:
+                bar.close()
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            raise ModelError(f"{len(missing)} chunks came back without vectors (runner lost them)")
+        return results  # type: ignore[return-value]
+
+    def _count_prompted(self, idx: list[int], jobs: Sequence[PassageJob]) -> int:
+        enc = self.model.tokenizer(
+            [self.passage_prompt + jobs[i].text for i in idx], truncation=True, max_length=self.model.max_seq_length
+        )
+        return sum(len(ids) for ids in enc["input_ids"])
 
     def count_tokens(self, text: str) -> int:
         return len(self.model.tokenizer(self.passage_prompt + text, add_special_tokens=True)["input_ids"])

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(200, ge=32, le=510, description="Max model tokens per chunk.")
     chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences repeated between chunks.")
     title_in_chunks: bool = Field(True, description="Prefix each chunk with its article title when embedding.")
+    sentence_vectors: Literal["late", "separate"] = Field(
+        "late",
+        description="How sentence vectors are made: 'late' pools each sentence's tokens from its chunk's "
+        "forward pass (one pass per chunk, sentences read in context); 'separate' encodes each sentence "
+        "again on its own (twice the tokens; bench/late_chunking.py compares them).",
+    )
     batch_size: int = Field(16, ge=1, le=1024, description="Texts per embedding batch.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",

@@ -81,6 +81,12 @@ class Engine:
                 f"{embedder.info.model_id!r}; rebuild with `salon index` or set SALON_MODEL="
                 f"{manifest.model_name!r}"
             )
+        if manifest.sentence_vectors != settings.sentence_vectors:
+            raise layout.IndexMismatch(
+                f"index {v.name} has sentence vectors made {manifest.sentence_vectors!r} but the engine "
+                f"expects {settings.sentence_vectors!r}; rebuild with `salon index` or set "
+                f"SALON_SENTENCE_VECTORS={manifest.sentence_vectors}"
+            )
         if manifest.dim != embedder.dim:
             raise layout.IndexMismatch(f"index dimension {manifest.dim} ≠ model dimension {embedder.dim}")
         return cls(store, embedder, settings)

@@ -147,9 +147,9 @@ def evaluate(
     embedder = Embedder.from_settings(settings, use_cache=use_cache)
     with tempfile.TemporaryDirectory(prefix="salon-eval-") as tmp:
         where = index_dir or Path(tmp)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = build_index(CorpusReport(ds.articles), where, embedder, settings, progress=progress)
-        build_s = time.perf_counter() - t0
+        build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
         publish_s = 0.0
         if store == "milvus":
             from indexer.milvus import publish
@@ -172,6 +172,9 @@ def evaluate(
             "note": ds.note,
             "build": {
                 "seconds": round(build_s, 1),
+                # CPU time of all the process's threads: steadier than wall time on a shared machine
+                "cpu_seconds": round(build_cpu, 1),
+                "sentence_vectors": settings.sentence_vectors,
                 "embed_seconds": round(result.embed_seconds, 1),
                 "embed_tokens": result.embed_tokens,
                 "publish_seconds": round(publish_s, 1),
