@@ -43,6 +43,13 @@ def main(ctx: click.Context, model: str | None, cache_dir: Path | None) -> None:
     type=click.Choice(["local", "milvus"]),
     help="milvus: also publish the build to Milvus (SALON_MILVUS_URI) and serve it from there. Env SALON_STORE.",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="ADDRESS",
+    help="Encode on a Ray cluster: host:port of its head, or 'auto' (the cluster this machine belongs to). "
+    "Env SALON_RAY_ADDRESS.",
+)
 @click.pass_context
 def index(
     ctx: click.Context,
@@ -53,16 +60,20 @@ def index(
     full: bool,
     wait: bool,
     store: str | None,
+    ray_address: str | None,
 ) -> None:
     """Rebuild the index of CORPUS (default: corpus/). Exit 0 if all was read, 3 if some files were skipped."""
     from indexer import layout
     from indexer.build import build_index
     from indexer.corpus import CorpusError
     from indexer.model import Embedder, ModelError
+    from indexer.ray_runner import runner_from_settings
 
     s = _settings(ctx)
     if store:
         s.store = store  # type: ignore[assignment]
+    if ray_address:
+        s.ray_address = ray_address
     corpus = corpus or s.corpus_dir
     index_dir = index_dir or s.index_dir
     if if_missing:
@@ -76,7 +87,8 @@ def index(
         embedder = Embedder.from_settings(s, use_cache=not full)
         if wait:
             click.echo("waiting for any other build of this index to finish…", err=True)
-        result = build_index(corpus, index_dir, embedder, s, progress=not quiet, wait=wait)
+        runner = runner_from_settings(s)
+        result = build_index(corpus, index_dir, embedder, s, progress=not quiet, wait=wait, runner=runner)
     except (CorpusError, ModelError, layout.IndexError_) as exc:
         raise click.ClickException(str(exc)) from exc
     m = result.manifest
@@ -88,6 +100,8 @@ def index(
         f"in {m.build_seconds:.1f} s; encoded {enc} of {texts} texts ({rate}), the rest from the embedding cache "
         f"→ {result.generation}"
     )
+    if runner is not None:
+        click.echo(f"encoded on Ray: {runner.describe()}")
     if result.changes:
         ch = result.changes
         click.echo(
