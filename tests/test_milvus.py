@@ -210,15 +210,23 @@ def test_upsert_and_delete_by_article(engine, milvus_settings: Settings, tmp_pat
 
 
 @pytest.mark.skipif(not PIAF.is_dir(), reason="needs ../shared/eval/piaf-dev")
-def test_eval_milvus_within_001_of_local(settings: Settings) -> None:
-    from search.evaluate import evaluate
+def test_eval_milvus_within_001_of_local(embedder, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`salon eval --store milvus` against the local store, on one build (the full set is a bench figure)."""
+    from indexer.build import build_index
+    from indexer.corpus import CorpusReport
+    from indexer.milvus import publish
+    from search.engine import Engine
+    from search.evaluate import _run_mode, load_dataset
 
-    # 300 questions over 400 passages (their gold ones + random): the full 4,655 are a bench figure
-    kw = {"modes": ["hybrid"], "limit": 300, "max_docs": 400, "progress": False}
-    local = evaluate(PIAF, settings, store="local", **kw)  # type: ignore[arg-type]
-    milvus = evaluate(PIAF, settings, store="milvus", **kw)  # type: ignore[arg-type]
-    assert local["questions"] == milvus["questions"] == 300
-    a, b = local["modes"]["hybrid"], milvus["modes"]["hybrid"]
+    # 300 questions over 400 passages (their gold ones + random ones)
+    ds = load_dataset(PIAF, max_docs=400, limit=300)
+    res = build_index(CorpusReport(ds.articles), tmp_path / "idx", embedder, settings, progress=False)
+    ms = settings.model_copy(update={"store": "milvus", "milvus_uri": str(tmp_path / "eval.db")})
+    publish(res.generation, ms)
+    local = Engine.open(tmp_path / "idx", settings, embedder)
+    milvus = Engine.open(tmp_path / "idx", ms, embedder)
+    assert len(ds.questions) == 300
+    a, b = _run_mode(local, ds, "hybrid", False), _run_mode(milvus, ds, "hybrid", False)
     assert abs(a["R@1"] - b["R@1"]) <= 0.01, (a, b)
     assert abs(a["MRR@10"] - b["MRR@10"]) <= 0.01
     assert b["R@1"] > 0.5  # a meaningful level, not two equal zeros
