@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-v2
 # Ray and Milvus (issue #11) are an extra the tests install; `make run` never needs them.
 SCALE_STAMP := $(VENV)/.installed-scale-v1
 
-.PHONY: run test setup scale model index lint bench-deps bench-quality bench-build bench-load bench-encode bench-scale bench-ann bench-txtai plots chromium clean
+.PHONY: run test setup scale model index lint bench-deps bench-quality bench-build bench-load bench-encode bench-scale bench-ann bench-txtai bench-milvus bench-ray plots chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,14 @@ bench-ann: setup
 
 bench-txtai: bench-deps
 	$(PY) bench/quality.py ../shared/eval/piaf-dev --no-cache
+
+# Scale-out figures (docs/scale-out.md); bench-ray starts a two-node Ray cluster inside a network
+# namespace of its own (root needed).
+bench-milvus: scale
+	$(PY) bench/milvus_store.py ../shared/eval/orangesum --size 20000 --cached-only --json docs/bench/milvus-20k.json
+
+bench-ray: scale
+	$(PY) bench/ray_build.py ../shared/eval/piaf-dev --passages 400 --json docs/bench/ray-build.json
 
 plots: bench-deps
 	$(PY) bench/plots.py
