@@ -10,7 +10,6 @@ and engine; query vectors come from one batched encode (same vectors as single e
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -26,11 +25,7 @@ from indexer.layout import IndexError_, Manifest, current_generation
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.engine import Engine
-from search.evaluate import _norm, load_dataset
-
-
-def held_out(qid: str) -> bool:
-    return hashlib.sha1(qid.encode()).digest()[0] % 2 == 1
+from search.evaluate import _norm, held_out, load_dataset
 
 
 def mrr_at(scores: list[np.ndarray], labels: list[np.ndarray], w: np.ndarray) -> tuple[float, float]:

@@ -93,12 +93,15 @@ def index(
         raise click.ClickException(str(exc)) from exc
     m = result.manifest
     enc = m.counts.get("encoded_texts", 0)
-    texts = m.counts["chunks"] + m.counts["sentences"]
-    rate = f"{enc / result.embed_seconds:.1f} texts/s" if enc and result.embed_seconds else "n/a"
+    late = m.sentence_vectors == "late"
+    texts = m.counts["chunks"] + (0 if late else m.counts["sentences"])
+    unit = "chunks" if late else "texts"
+    rate = f"{result.embed_tokens / result.embed_seconds:,.0f} tokens/s" if enc and result.embed_seconds else "n/a"
     click.echo(
         f"indexed {m.counts['articles']} articles → {m.counts['chunks']} chunks, {m.counts['sentences']} sentences "
-        f"in {m.build_seconds:.1f} s; encoded {enc} of {texts} texts ({rate}), the rest from the embedding cache "
-        f"→ {result.generation}"
+        f"in {m.build_seconds:.1f} s; encoded {enc} of {texts} {unit} ({rate}), the rest from the embedding cache"
+        + ("; sentence vectors from their chunk's pass" if late else "")
+        + f" → {result.generation}"
     )
     if runner is not None:
         click.echo(f"encoded on Ray: {runner.describe()}")

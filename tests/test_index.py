@@ -132,12 +132,13 @@ def test_incremental_rebuild_matches_full_rebuild(tmp_path: Path, embedder, sett
     # a cache of its own, so what was encoded by other tests or runs cannot hide work here
     embedder = Embedder(embedder.info, embedder.model, EmbeddingCache(tmp_path / "emb.sqlite"))
     c = small_corpus(tmp_path / "c")
+    (c / "u.md").write_text("---\ntitle: Inchangé\n---\nLe salon du chocolat reste à Lyon.", encoding="utf-8")
     build_index(c, tmp_path / "inc", embedder, settings, progress=False)
     (c / "b.md").unlink()
     (c / "a.md").write_text((c / "a.md").read_text() + " Un concours de fromages a eu lieu.", encoding="utf-8")
     (c / "n.md").write_text("---\ntitle: Nouveau\n---\nLe salon nautique ouvre à Paris.", encoding="utf-8")
     inc = build_index(c, tmp_path / "inc", embedder, settings, progress=False)
-    assert inc.changes == {"added": 1, "changed": 1, "removed": 0 + 1, "unchanged": 0}
+    assert inc.changes == {"added": 1, "changed": 1, "removed": 1, "unchanged": 1}
     # only the new and changed chunks went through the model (each once: sentences come from its pass)
     assert 0 < inc.manifest.counts["encoded_texts"] < inc.manifest.counts["chunks"]
     uncached = Embedder(embedder.info, embedder.model, None)
