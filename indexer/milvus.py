@@ -342,11 +342,11 @@ def prune(client: Any, prefix: str, keep: int) -> list[str]:
     return dropped
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _in(field: str, values: Sequence[int]) -> str:
+def in_list(field: str, values: Sequence[int]) -> str:
     return f"{field} in [{','.join(str(int(v)) for v in values)}]"
 
 
@@ -377,7 +377,7 @@ class ServedGeneration:
 
     def _article_row(self, doc_id: str) -> int | None:
         got = self.client.query(
-            self.names["articles"], filter=f"id == {_quote(doc_id)} and part == 0", output_fields=["row"]
+            self.names["articles"], filter=f"id == {quote(doc_id)} and part == 0", output_fields=["row"]
         )
         return int(got[0]["row"]) if got else None
 
@@ -400,7 +400,7 @@ class ServedGeneration:
         if not delta:
             return
         ids = list(delta)
-        rows = self.client.query(self.names["terms"], filter=_in("id", ids), output_fields=["id", "term", "df"])
+        rows = self.client.query(self.names["terms"], filter=in_list("id", ids), output_fields=["id", "term", "df"])
         self.client.upsert(
             self.names["terms"],
             [
@@ -515,7 +515,7 @@ class ServedGeneration:
         known: dict[str, int] = {}
         ts = sorted(terms)
         for i in range(0, len(ts), 500):
-            flt = f"term in [{','.join(_quote(t) for t in ts[i : i + 500])}]"
+            flt = f"term in [{','.join(quote(t) for t in ts[i : i + 500])}]"
             known.update(
                 {
                     r["term"]: int(r["id"])

@@ -33,14 +33,14 @@ def expression(where: Where | None) -> str:
         return ""
     parts = []
     if where.event:
-        e = mv._quote(where.event)
+        e = mv.quote(where.event)
         parts.append(f"(event == {e} or source == {e})")
     if where.lo or where.hi:
         parts.append('date_min != ""')
         if where.lo:
-            parts.append(f"date_max >= {mv._quote(where.lo)}")
+            parts.append(f"date_max >= {mv.quote(where.lo)}")
         if where.hi:
-            parts.append(f"date_min <= {mv._quote(where.hi)}")
+            parts.append(f"date_min <= {mv.quote(where.hi)}")
     return " and ".join(parts)
 
 
@@ -67,6 +67,8 @@ class MilvusView:
         self._articles: OrderedDict[int, ArticleInfo] = OrderedDict()
         self._cache_max = cache_articles
         self._lock = threading.Lock()
+        self.opened = time.monotonic()
+        self._term_cache: dict[str, tuple[int, int]] = {}  # term → (id, df); a view is dropped on updates
 
     # -- retrieval -----------------------------------------------------------------------------
     def dense(self, qv: np.ndarray, n: int, where: Where | None) -> tuple[np.ndarray, np.ndarray]:
@@ -111,11 +113,22 @@ class MilvusView:
         return rows[keep], scores[keep]
 
     def _terms(self, terms: set[str]) -> dict[str, tuple[int, int]]:
-        if not terms:
-            return {}
-        flt = f"term in [{','.join(mv._quote(t) for t in sorted(terms))}]"
-        rows = self.client.query(self.names["terms"], filter=flt, output_fields=["id", "term", "df"])
-        return {r["term"]: (int(r["id"]), int(r["df"])) for r in rows if int(r["df"]) > 0}
+        """(id, document frequency) of the known terms; cached, since lexical retrieval and the
+        second stage of one search ask for the same terms (one round trip instead of two)."""
+        with self._lock:
+            missing = sorted(t for t in terms if t not in self._term_cache)
+        if missing:
+            flt = f"term in [{','.join(mv.quote(t) for t in missing)}]"
+            rows = self.client.query(self.names["terms"], filter=flt, output_fields=["id", "term", "df"])
+            got = {r["term"]: (int(r["id"]), int(r["df"])) for r in rows}
+            with self._lock:
+                if len(self._term_cache) > 200_000:
+                    self._term_cache.clear()
+                for t in missing:
+                    self._term_cache[t] = got.get(t, (-1, 0))
+        with self._lock:
+            known = {t: self._term_cache[t] for t in terms if t in self._term_cache}
+        return {t: v for t, v in known.items() if v[1] > 0}
 
     def doc_freq(self, terms: Iterable[str]) -> dict[str, int]:
         ts = set(terms)
@@ -128,7 +141,7 @@ class MilvusView:
             return {}
         got = self.client.query(
             self.names["chunks"],
-            filter=mv._in("row", rows),
+            filter=mv.in_list("row", rows),
             output_fields=["row", "article", "start", "end", "first_sentence", "last_sentence"],
         )
         out = {
@@ -151,7 +164,7 @@ class MilvusView:
         got = {
             int(r["row"]): r["vector"]
             for r in self.client.query(
-                self.names["chunks"], filter=mv._in("row", rows), output_fields=["row", "vector"]
+                self.names["chunks"], filter=mv.in_list("row", rows), output_fields=["row", "vector"]
             )
         }
         return np.array([got[r] for r in rows], dtype=np.float32).reshape(len(rows), -1)
@@ -164,7 +177,7 @@ class MilvusView:
             int(r["row"]): r
             for r in self.client.query(
                 self.names["sentences"],
-                filter=mv._in("row", want),
+                filter=mv.in_list("row", want),
                 output_fields=["row", "start", "end", "vector"],
             )
         }
@@ -218,7 +231,7 @@ class MilvusView:
 
     def article_row(self, doc_id: str) -> int | None:
         got = self.client.query(
-            self.names["articles"], filter=f"id == {mv._quote(doc_id)} and part == 0", output_fields=["row"]
+            self.names["articles"], filter=f"id == {mv.quote(doc_id)} and part == 0", output_fields=["row"]
         )
         return int(got[0]["row"]) if got else None
 
@@ -237,6 +250,9 @@ class MilvusStore:
     """Follows the alias: ``view()`` is the generation served now (looked up at most once a second)."""
 
     ALIAS_TTL = 1.0
+    # Article updates in the served generation (indexer.milvus.ServedGeneration) change term
+    # frequencies, counts and facets: every search node sees them within this many seconds.
+    VIEW_TTL = 60.0
 
     def __init__(self, client: Any, settings: Settings) -> None:
         self.client = client
@@ -265,7 +281,7 @@ class MilvusStore:
             )
         with self._lock:
             v = self._views.get(gen)
-            if v is None:
+            if v is None or now - v.opened > self.VIEW_TTL:
                 v = MilvusView(self.client, self.prefix, gen, self.settings.hnsw_ef_search)
                 # keep only the served view: a request holding an older one keeps its reference
                 self._views = {gen: v}
