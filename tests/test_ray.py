@@ -76,6 +76,23 @@ def _namespace_problem() -> str | None:
     return None
 
 
+def _kill_leftovers(marker: str) -> None:
+    """Kill -9 the Ray processes this test started (their command line names its temp folder)."""
+    import contextlib
+    import signal
+
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd:
+            with contextlib.suppress(OSError):
+                os.kill(int(p.name), signal.SIGKILL)
+
+
 def _corpus(folder: Path) -> Path:
     folder.mkdir()
     with PIAF.open(encoding="utf-8") as f:
@@ -122,6 +139,7 @@ def test_index_on_two_node_ray_cluster_survives_a_dead_node(
             ["unshare", "-n", "bash", "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=420
         )
     finally:
+        _kill_leftovers(ray_tmp)  # only if the script died before its `ray stop`
         shutil.rmtree(ray_tmp, ignore_errors=True)
     out = (tmp_path / "build.out").read_text(encoding="utf-8") if (tmp_path / "build.out").is_file() else ""
     err = (tmp_path / "build.err").read_text(encoding="utf-8")[-3000:] if (tmp_path / "build.err").is_file() else ""
