@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SALON := $(VENV)/bin/salon
-STAMP := $(VENV)/.installed-v1
+STAMP := $(VENV)/.installed-v2
+# Ray and Milvus (issue #11) are an extra the tests install; `make run` never needs them.
+SCALE_STAMP := $(VENV)/.installed-scale-v1
 
-.PHONY: run test setup model index lint bench-deps bench-quality bench-build bench-load bench-encode bench-scale bench-ann bench-txtai plots chromium clean
+.PHONY: run test setup scale model index lint bench-deps bench-quality bench-build bench-load bench-encode bench-scale bench-ann bench-txtai bench-milvus bench-ray plots chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +19,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+$(SCALE_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,scale]'
+	touch $(SCALE_STAMP)
+
+scale: $(SCALE_STAMP)
 
 model: setup
 	$(SALON) model
@@ -40,7 +48,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: setup chromium lint
+test: setup scale chromium lint
 	$(SALON) model >/dev/null
 	$(VENV)/bin/pytest -q -ra
 
@@ -72,6 +80,14 @@ bench-ann: setup
 
 bench-txtai: bench-deps
 	$(PY) bench/quality.py ../shared/eval/piaf-dev --no-cache
+
+# Scale-out figures (docs/scale-out.md); bench-ray starts a two-node Ray cluster inside a network
+# namespace of its own (root needed).
+bench-milvus: scale
+	$(PY) bench/milvus_store.py ../shared/eval/orangesum --size 20000 --cached-only --json docs/bench/milvus-20k.json
+
+bench-ray: scale
+	$(PY) bench/ray_build.py ../shared/eval/piaf-dev --passages 400 --json docs/bench/ray-build.json
 
 plots: bench-deps
 	$(PY) bench/plots.py

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from indexer.build import build_index
 from indexer.corpus import CorpusReport
-from indexer.evaluate import load_dataset
 from indexer.model import Embedder
 from indexer.settings import Settings
+from search.evaluate import load_dataset
 
 
 def main() -> None:

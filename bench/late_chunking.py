@@ -18,8 +18,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from indexer.evaluate import evaluate
 from indexer.settings import Settings
+from search.evaluate import evaluate
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from indexer.analysis import analyze
-from indexer.evaluate import load_dataset, metrics_for
+from search.evaluate import load_dataset, metrics_for
 
 
 def run_bm25s(docs: list[tuple[str, str]], questions: list) -> dict:  # type: ignore[type-arg]

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from indexer.evaluate import evaluate, load_dataset, metrics_for
 from indexer.model import resolve_model
 from indexer.settings import Settings
+from search.evaluate import evaluate, load_dataset, metrics_for
 
 COLS = ["R@1", "R@5", "R@20", "MRR@10", "nDCG@10", "p50_ms", "p95_ms"]
 

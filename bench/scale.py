@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from indexer import layout  # noqa: E402
 from indexer.build import build_index  # noqa: E402
 from indexer.corpus import Article, CorpusReport  # noqa: E402
-from indexer.evaluate import load_dataset  # noqa: E402
 from indexer.model import Embedder  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
+from search.evaluate import load_dataset  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -153,11 +153,11 @@ def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str
         t0 = time.perf_counter()
         qv = embedder.encode_query(q)
         t1 = time.perf_counter()
-        engine._dense(qv, settings.candidates, None)
+        engine.store.view().dense(qv, settings.candidates, None)
         t2 = time.perf_counter()
         from indexer.analysis import analyze
 
-        engine._lexical(analyze(q), settings.candidates, None)
+        engine.store.view().lexical(analyze(q), settings.candidates, None)
         t3 = time.perf_counter()
         enc.append((t1 - t0) * 1000)
         dense.append((t2 - t1) * 1000)

@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from indexer.analysis import analyze
 from indexer.build import build_index
 from indexer.corpus import CorpusReport
-from indexer.evaluate import _norm, held_out, load_dataset
 from indexer.layout import IndexError_, Manifest, current_generation
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.engine import Engine
+from search.evaluate import _norm, held_out, load_dataset
 
 
 def mrr_at(scores: list[np.ndarray], labels: list[np.ndarray], w: np.ndarray) -> tuple[float, float]:
@@ -65,15 +65,19 @@ def main() -> None:
         ranked = engine.retrieve(q.text, qv, "hybrid")
         top = [c for c in ranked[: settings.rerank_depth] if c.features is not None]
         f = np.stack([c.features for c in top]) if top else np.zeros((0, len(engine.FEATURES)), np.float32)
-        y = np.array([engine.articles[int(engine.chunk_article[c.row])].id == q.gold_doc for c in top])
+        store = engine.store.view()
+        y = np.array([store.article(c.chunk.article).id == q.gold_doc for c in top])
         h = held_out(q.qid)
         feats[h].append(f)
         labels[h].append(y)
         golds = [_norm(a) for a in q.answers]
         ranked.sort(key=lambda c: -c.scores.final)
+        engine.load_sentences(store, ranked[:5])
+        texts = {
+            r: t for c in ranked[:5] if c.sentences for r, t in zip(c.sentences.rows, c.sentences.texts, strict=True)
+        }
         for _conf, row, _rank, fe in engine.answers.score_sentences(q.text, qv, ranked[:5], analyze(q.text)):
-            art = engine.articles[int(engine.sent_article[row])].text
-            text = _norm(art[int(engine.sent_start[row]) : int(engine.sent_end[row])])
+            text = _norm(texts[row])
             sent_rows[h].append(
                 ([fe["sim"], fe["cov"], fe["type"], fe["rank"]], int(any(g and g in text for g in golds)))
             )

@@ -384,3 +384,14 @@ def _write_store(path: Path, prepared: list[Prepared]) -> None:
         db.commit()
     finally:
         db.close()
+
+
+def embed_prepared(
+    prepared: list[Prepared], embedder: Embedder, settings: Settings, runner: BatchRunner | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk and sentence vectors of ``prepared``, made as a build makes them (updates in Milvus)."""
+    if settings.sentence_vectors == "late":
+        _, chunk_vecs, sent_vecs = _embed_late(prepared, embedder, settings, False, runner)
+    else:
+        _, chunk_vecs, sent_vecs, _, _ = _embed_separately(prepared, embedder, settings, False)
+    return chunk_vecs, sent_vecs

@@ -38,6 +38,18 @@ def main(ctx: click.Context, model: str | None, cache_dir: Path | None) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--full", is_flag=True, help="Re-encode every text (ignore the embedding cache).")
 @click.option("--wait", is_flag=True, help="If another build is running, wait for it instead of exiting.")
+@click.option(
+    "--store",
+    type=click.Choice(["local", "milvus"]),
+    help="milvus: also publish the build to Milvus (SALON_MILVUS_URI) and serve it from there. Env SALON_STORE.",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="ADDRESS",
+    help="Encode on a Ray cluster: host:port of its head, or 'auto' (the cluster this machine belongs to). "
+    "Env SALON_RAY_ADDRESS.",
+)
 @click.pass_context
 def index(
     ctx: click.Context,
@@ -47,14 +59,21 @@ def index(
     quiet: bool,
     full: bool,
     wait: bool,
+    store: str | None,
+    ray_address: str | None,
 ) -> None:
     """Rebuild the index of CORPUS (default: corpus/). Exit 0 if all was read, 3 if some files were skipped."""
     from indexer import layout
     from indexer.build import build_index
     from indexer.corpus import CorpusError
     from indexer.model import Embedder, ModelError
+    from indexer.ray_runner import runner_from_settings
 
     s = _settings(ctx)
+    if store:
+        s.store = store  # type: ignore[assignment]
+    if ray_address:
+        s.ray_address = ray_address
     corpus = corpus or s.corpus_dir
     index_dir = index_dir or s.index_dir
     if if_missing:
@@ -68,7 +87,8 @@ def index(
         embedder = Embedder.from_settings(s, use_cache=not full)
         if wait:
             click.echo("waiting for any other build of this index to finish…", err=True)
-        result = build_index(corpus, index_dir, embedder, s, progress=not quiet, wait=wait)
+        runner = runner_from_settings(s)
+        result = build_index(corpus, index_dir, embedder, s, progress=not quiet, wait=wait, runner=runner)
     except (CorpusError, ModelError, layout.IndexError_) as exc:
         raise click.ClickException(str(exc)) from exc
     m = result.manifest
@@ -83,11 +103,26 @@ def index(
         + ("; sentence vectors from their chunk's pass" if late else "")
         + f" → {result.generation}"
     )
+    if runner is not None:
+        click.echo(f"encoded on Ray: {runner.describe()}")
     if result.changes:
         ch = result.changes
         click.echo(
             f"changes since the served index: {ch['added']} added, {ch['changed']} changed, "
             f"{ch['removed']} removed, {ch['unchanged']} unchanged"
+        )
+    if s.store == "milvus":
+        from indexer.milvus import publish
+
+        try:
+            pub = publish(result.generation, s)
+        except Exception as exc:  # the local build stands; Milvus keeps serving its previous generation
+            raise click.ClickException(
+                f"built {result.generation.name} but could not publish it to Milvus: {exc}"
+            ) from exc
+        click.echo(
+            f"published to Milvus as {s.milvus_prefix} → {pub.generation} in {pub.seconds:.1f} s"
+            + (f"; dropped {', '.join(pub.dropped)}" if pub.dropped else "")
         )
     for p in result.problems:
         click.echo(f"{'skipped' if p.skipped else 'warning'}: {p.path}: {p.reason}", err=True)
@@ -116,6 +151,11 @@ def open_engine(s: Settings, index_dir: Path | None):  # type: ignore[no-untyped
 @click.option("--date-from", help="Only articles dated on or after (YYYY[-MM[-DD]]).")
 @click.option("--date-to", help="Only articles dated on or before.")
 @click.option("--index-dir", type=click.Path(path_type=Path))
+@click.option(
+    "--store",
+    type=click.Choice(["local", "milvus"]),
+    help="Serve from the local files or from Milvus (SALON_MILVUS_URI). Env SALON_STORE.",
+)
 @click.pass_context
 def search(
     ctx: click.Context,
@@ -127,11 +167,14 @@ def search(
     date_from: str | None,
     date_to: str | None,
     index_dir: Path | None,
+    store: str | None,
 ) -> None:
     """Search the index and print the best passages (answer first for a question)."""
     from search.types import Filters, SearchError
 
     s = _settings(ctx)
+    if store:
+        s.store = store  # type: ignore[assignment]
     engine = open_engine(s, index_dir)
     try:
         res = engine.search(query, k=k, filters=Filters(event, date_from, date_to), mode=mode)
@@ -184,6 +227,12 @@ def model(ctx: click.Context) -> None:
 )
 @click.option("--limit", type=int, help="Evaluate only the first N questions.")
 @click.option("--max-docs", type=int, help="Index at most N documents (gold documents always kept).")
+@click.option(
+    "--store",
+    type=click.Choice(["local", "milvus"]),
+    help="Search the local files, or publish the build to Milvus (a temporary milvus-lite unless "
+    "SALON_MILVUS_URI is a server) and search there. Env SALON_STORE.",
+)
 @click.pass_context
 def eval_cmd(
     ctx: click.Context,
@@ -192,9 +241,10 @@ def eval_cmd(
     modes: tuple[str, ...],
     limit: int | None,
     max_docs: int | None,
+    store: str | None,
 ) -> None:
     """Build a temporary index of DATASET_DIR and report retrieval quality and latency."""
-    from indexer.evaluate import evaluate, format_table
+    from search.evaluate import evaluate, format_table
 
     s = _settings(ctx)
     report = evaluate(
@@ -204,6 +254,7 @@ def eval_cmd(
         limit=limit,
         max_docs=max_docs,
         progress=not as_json,
+        store=store or s.store,
     )
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 

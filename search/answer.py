@@ -14,6 +14,7 @@ from search.types import Answer
 
 if TYPE_CHECKING:
     from search.engine import Engine, _Candidate
+    from search.store import Sentences, StoreView
 
 _QWORDS = {
     "qui": "who",
@@ -97,33 +98,37 @@ class AnswerFinder:
         """Load the French pipeline now rather than on the first question."""
         _nlp()
 
-    def _sentence_rows(self, cands: list[_Candidate]) -> list[tuple[int, int]]:
-        e = self.engine
+    def _sentence_rows(self, cands: list[_Candidate]) -> list[tuple[int, int, Sentences, int]]:
+        """(sentence row, candidate rank, the candidate's sentences, index among them), once each."""
         seen: set[int] = set()
         out = []
         for rank, c in enumerate(cands):
-            for s in range(int(e.chunk_first[c.row]), int(e.chunk_last[c.row]) + 1):
+            sv = c.sentences
+            if sv is None:
+                continue
+            for j, s in enumerate(sv.rows):
                 if s not in seen:
                     seen.add(s)
-                    out.append((s, rank))
+                    out.append((s, rank, sv, j))
         return out
 
     def score_sentences(
         self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str]
     ) -> list[tuple[float, int, int, dict[str, float]]]:
-        """(confidence, sentence row, candidate rank, features) for every sentence of ``cands``."""
-        e = self.engine
+        """(confidence, sentence row, candidate rank, features) for every sentence of ``cands``.
+
+        Reads only each candidate's sentence view (``_Candidate.sentences``: texts, offsets,
+        vectors), whatever store it came from.
+        """
         rows = self._sentence_rows(cands)
         if not rows:
             return []
-        idx = np.array([r for r, _ in rows])
-        sims = e.sent_vecs[idx].astype(np.float32) @ qv
+        sims = np.stack([sv.vectors[j] for _, _, sv, j in rows]) @ qv
         qtype = question_type(query)
         qset = set(terms)
         out = []
-        for (row, rank), sim in zip(rows, sims.tolist(), strict=True):
-            art = e.articles[int(e.sent_article[row])]
-            text = art.text[int(e.sent_start[row]) : int(e.sent_end[row])]
+        for (row, rank, sv, j), sim in zip(rows, sims.tolist(), strict=True):
+            text = sv.texts[j]
             sterms = set(analyze(text))
             cov = len(qset & sterms) / len(qset) if qset else 0.0
             typ = 1.0 if qtype in _HAS and _HAS[qtype].search(text) else 0.0
@@ -133,22 +138,26 @@ class AnswerFinder:
         out.sort(key=lambda t: -t[0])
         return out
 
-    def find(self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str]) -> list[Answer]:
+    def find(
+        self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str], view: StoreView
+    ) -> list[Answer]:
         """Distinct answers, best first, one per article, none under the confidence threshold."""
         e = self.engine
+        where = {row: (sv, j) for row, _rank, sv, j in self._sentence_rows(cands)}
         scored = self.score_sentences(query, qv, cands, terms)
         answers: list[Answer] = []
         seen_articles: set[int] = set()
         for conf, row, rank, _f in scored:
             if conf < e.settings.answer_threshold:
                 break
-            a = int(e.sent_article[row])
+            sv, j = where[row]
+            a = sv.article
             if a in seen_articles:
                 continue
             seen_articles.add(a)
-            art = e.articles[a]
+            art = view.article(a)
             chunk = cands[rank].row
-            st, en = int(e.sent_start[row]), int(e.sent_end[row])
+            st, en = sv.starts[j], sv.ends[j]
             ans = Answer(art.text[st:en], art.id, int(chunk), st, en, round(conf, 4), art.title)
             if not answers:  # the parse costs ~10 ms: only the answer shown on top gets a short span
                 span = short_span(query, art.text, st, en)

@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from indexer.evaluate import _f1, load_dataset, metrics_for
+from search.evaluate import _f1, load_dataset, metrics_for
 from tests.conftest import SHARED
 
 PIAF = SHARED / "eval" / "piaf-dev"

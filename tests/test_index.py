@@ -182,7 +182,7 @@ def test_cli_build_summarises_bad_files_and_exits_3(tmp_path: Path, settings: Se
     assert any(line.startswith("warning: legacy.txt: ") and "cp1252" in line for line in lines)
     assert "4 file(s) skipped" in out.output
     engine = Engine.open(tmp_path / "i", settings)
-    assert {a.id for a in engine.articles} == {"a", "b", "legacy"}
+    assert {a.id for a in engine.store.view().articles} == {"a", "b", "legacy"}
     assert engine.search("café du salon", k=1).results[0].doc_id == "legacy"
 
 
@@ -200,7 +200,7 @@ def test_hnsw_index_gives_the_flat_results_and_honours_filters(tmp_path: Path, e
     res = build_index(c, tmp_path / "hnsw", embedder, hnsw_s, progress=False)
     assert res.manifest.ann == "hnsw"
     flat, hnsw = Engine.open(tmp_path / "flat", flat_s, embedder), Engine.open(tmp_path / "hnsw", hnsw_s, embedder)
-    assert isinstance(hnsw.dense, faiss.IndexHNSW) and isinstance(flat.dense, faiss.IndexFlat)
+    assert isinstance(hnsw.store.dense_index, faiss.IndexHNSW) and isinstance(flat.store.dense_index, faiss.IndexFlat)
     for q in ("qui a critiqué Salesforce ?", "digital native", "foire de Lyon"):
         a, b = flat.search(q, k=5), hnsw.search(q, k=5)
         assert [(r.doc_id, r.start) for r in a.results] == [(r.doc_id, r.start) for r in b.results]

@@ -84,9 +84,9 @@ def test_build_encodes_each_chunk_once_and_caches_it(tmp_path: Path, embedder: E
     again = build_index(CorpusReport(arts), tmp_path / "i", own, settings, progress=False)
     assert again.manifest.counts["encoded_texts"] == 0
     eng = Engine.open(tmp_path / "i", settings, own)
-    assert np.array_equal(eng.sent_vecs, np.load(res.generation / layout.SENTENCES))
-    assert np.isfinite(eng.sent_vecs.astype(np.float32)).all()
-    assert np.allclose(np.linalg.norm(eng.sent_vecs.astype(np.float32), axis=1), 1, atol=2e-3)
+    assert np.array_equal(eng.store.sent_vecs, np.load(res.generation / layout.SENTENCES))
+    assert np.isfinite(eng.store.sent_vecs.astype(np.float32)).all()
+    assert np.allclose(np.linalg.norm(eng.store.sent_vecs.astype(np.float32), axis=1), 1, atol=2e-3)
     top = eng.search("qui a critiqué Salesforce ?", k=1)
     assert top.results[0].doc_id == "seed"
     assert top.answer is not None and "activistes" in top.answer.text

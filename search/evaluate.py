@@ -138,6 +138,7 @@ def evaluate(
     progress: bool = True,
     index_dir: Path | None = None,
     use_cache: bool = True,
+    store: str = "local",
 ) -> dict[str, Any]:
     from indexer.build import build_index
     from indexer.model import Embedder
@@ -150,6 +151,15 @@ def evaluate(
         t0, c0 = time.perf_counter(), time.process_time()
         result = build_index(CorpusReport(ds.articles), where, embedder, settings, progress=progress)
         build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
+        publish_s = 0.0
+        if store == "milvus":
+            from indexer.milvus import publish
+
+            update: dict[str, Any] = {"store": "milvus"}
+            if "://" not in settings.milvus_uri:  # never touch a served milvus-lite: a fresh one
+                update["milvus_uri"] = str(Path(tmp) / "milvus.db")
+            settings = settings.model_copy(update=update)
+            publish_s = publish(result.generation, settings).seconds
         engine = Engine.open(where, settings, embedder)
         engine.search("échauffement", k=1)  # load lazy pieces before timing
         out: dict[str, Any] = {
@@ -159,6 +169,7 @@ def evaluate(
             "chunks": result.manifest.counts["chunks"],
             "sentences": result.manifest.counts["sentences"],
             "model": embedder.info.model_id,
+            "store": store,
             "note": ds.note,
             "build": {
                 "seconds": round(build_s, 1),
@@ -167,6 +178,7 @@ def evaluate(
                 "sentence_vectors": settings.sentence_vectors,
                 "embed_seconds": round(result.embed_seconds, 1),
                 "embed_tokens": result.embed_tokens,
+                "publish_seconds": round(publish_s, 1),
             },
             "modes": {},
         }
@@ -247,7 +259,7 @@ def format_table(report: dict[str, Any]) -> str:
     cols = ["R@1", "R@5", "R@20", "MRR@10", "nDCG@10", "p50_ms", "p95_ms"]
     lines = [
         f"{report['dataset']}: {report['documents']} documents → {report['chunks']} chunks, "
-        f"{report['questions']} questions; model {report['model']}",
+        f"{report['questions']} questions; model {report['model']}; store {report.get('store', 'local')}",
         f"build {report['build']['seconds']} s (embedding {report['build']['embed_seconds']} s, "
         f"{report['build']['embed_tokens']} tokens encoded)",
     ]

@@ -1,0 +1,295 @@
+"""The served index read from Milvus (``SALON_STORE=milvus``): the same StoreView as local files.
+
+Collections and weights are written by ``indexer.milvus``. A view pins one generation (the one the
+alias named when the request began), so a build switching the alias mid-request never mixes rows
+of two generations. Articles are cached per generation (they never change inside one, except by
+``salon`` updates that replace whole articles: the cache is dropped on those).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from indexer import layout
+from indexer import milvus as mv
+from indexer.settings import Settings
+from search.store import ChunkInfo, Sentences, Where
+from search.types import ArticleInfo
+
+_EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+MAX_TOPK = 16_384  # Milvus's limit on one search's results
+
+
+def expression(where: Where | None) -> str:
+    """A Milvus boolean expression for ``where`` ('' = no filter)."""
+    if where is None:
+        return ""
+    parts = []
+    if where.event:
+        e = mv.quote(where.event)
+        parts.append(f"(event == {e} or source == {e})")
+    if where.lo or where.hi:
+        parts.append('date_min != ""')
+        if where.lo:
+            parts.append(f"date_max >= {mv.quote(where.lo)}")
+        if where.hi:
+            parts.append(f"date_min <= {mv.quote(where.hi)}")
+    return " and ".join(parts)
+
+
+class MilvusView:
+    """One generation in Milvus, read-only."""
+
+    def __init__(self, client: Any, prefix: str, gen: str, ef_search: int, cache_articles: int = 4096) -> None:
+        self.client = client
+        self.name = gen
+        self.ef_search = ef_search
+        self.names = {k: mv.collection(prefix, gen, k) for k in mv.KINDS}
+        for name in self.names.values():  # released after a server restart; a no-op when loaded
+            client.load_collection(name)
+        meta = {
+            r["key"]: r["value"]
+            for r in client.query(self.names["meta"], filter='key != ""', output_fields=["key", "value"])
+        }
+        if "manifest" not in meta:
+            raise layout.IndexCorrupt(f"Milvus generation {gen} has no manifest; rebuild with `salon index`")
+        self.manifest = layout.Manifest(**json.loads(meta["manifest"]))
+        self.stats = mv.Stats.loads(meta["stats"])
+        self._facets: list[str] = json.loads(meta.get("facets", "[]"))
+        self.n_chunks = self.stats.n_chunks
+        self._articles: OrderedDict[int, ArticleInfo] = OrderedDict()
+        self._cache_max = cache_articles
+        self._lock = threading.Lock()
+        self.opened = time.monotonic()
+        self._term_cache: dict[str, tuple[int, int]] = {}  # term → (id, df); a view is dropped on updates
+
+    # -- retrieval -----------------------------------------------------------------------------
+    def dense(self, qv: np.ndarray, n: int, where: Where | None) -> tuple[np.ndarray, np.ndarray]:
+        n = min(n, self.n_chunks, MAX_TOPK)
+        if n <= 0:
+            return _EMPTY
+        hits = self.client.search(
+            self.names["chunks"],
+            data=[qv.astype(np.float32).tolist()],
+            anns_field="vector",
+            limit=n,
+            filter=expression(where),
+            search_params={"metric_type": "IP", "params": {"ef": max(self.ef_search, n)}},
+            output_fields=[],
+        )[0]
+        return _rows_scores(hits)
+
+    def lexical(self, terms: list[str], n: int, where: Where | None) -> tuple[np.ndarray, np.ndarray]:
+        ids = self._terms(set(terms))
+        counts = Counter(t for t in terms if t in ids)
+        if not counts:
+            return _EMPTY
+        big_n = max(1, self.n_chunks)
+        # The query side of BM25: each term's IDF (Lucene form, as bm25s) times its count in the
+        # query; the chunk side (stored) holds the length-normalised term frequencies.
+        q = {
+            ids[t][0]: float(np.float32(np.log(1 + (big_n - ids[t][1] + 0.5) / (ids[t][1] + 0.5)) * k))
+            for t, k in counts.items()
+        }
+        n = min(n, self.n_chunks, MAX_TOPK)
+        hits = self.client.search(
+            self.names["chunks"],
+            data=[q],
+            anns_field="sparse",
+            limit=n,
+            filter=expression(where),
+            search_params={"metric_type": "IP"},
+            output_fields=[],
+        )[0]
+        rows, scores = _rows_scores(hits)
+        keep = scores > 0
+        return rows[keep], scores[keep]
+
+    def _terms(self, terms: set[str]) -> dict[str, tuple[int, int]]:
+        """(id, document frequency) of the known terms; cached, since lexical retrieval and the
+        second stage of one search ask for the same terms (one round trip instead of two)."""
+        with self._lock:
+            missing = sorted(t for t in terms if t not in self._term_cache)
+        if missing:
+            flt = f"term in [{','.join(mv.quote(t) for t in missing)}]"
+            rows = self.client.query(self.names["terms"], filter=flt, output_fields=["id", "term", "df"])
+            got = {r["term"]: (int(r["id"]), int(r["df"])) for r in rows}
+            with self._lock:
+                if len(self._term_cache) > 200_000:
+                    self._term_cache.clear()
+                for t in missing:
+                    self._term_cache[t] = got.get(t, (-1, 0))
+        with self._lock:
+            known = {t: self._term_cache[t] for t in terms if t in self._term_cache}
+        return {t: v for t, v in known.items() if v[1] > 0}
+
+    def doc_freq(self, terms: Iterable[str]) -> dict[str, int]:
+        ts = set(terms)
+        known = self._terms(ts)
+        return {t: known[t][1] if t in known else 0 for t in ts}
+
+    # -- what candidates need ------------------------------------------------------------------
+    def chunks(self, rows: Sequence[int]) -> dict[int, ChunkInfo]:
+        if not rows:
+            return {}
+        got = self.client.query(
+            self.names["chunks"],
+            filter=mv.in_list("row", rows),
+            output_fields=["row", "article", "start", "end", "first_sentence", "last_sentence"],
+        )
+        out = {
+            int(r["row"]): ChunkInfo(
+                int(r["row"]),
+                int(r["article"]),
+                int(r["start"]),
+                int(r["end"]),
+                int(r["first_sentence"]),
+                int(r["last_sentence"]),
+            )
+            for r in got
+        }
+        missing = [r for r in rows if r not in out]
+        if missing:  # an article replaced between the search and this read
+            raise layout.IndexCorrupt(f"Milvus generation {self.name}: chunks {missing[:5]} vanished; retry")
+        return out
+
+    def chunk_vectors(self, rows: Sequence[int]) -> np.ndarray:
+        got = {
+            int(r["row"]): r["vector"]
+            for r in self.client.query(
+                self.names["chunks"], filter=mv.in_list("row", rows), output_fields=["row", "vector"]
+            )
+        }
+        return np.array([got[r] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+
+    def sentences(self, chunks: Sequence[ChunkInfo]) -> dict[int, Sentences]:
+        want = sorted({s for c in chunks for s in range(c.first_sentence, c.last_sentence + 1)})
+        if not want:
+            return {}
+        got = {
+            int(r["row"]): r
+            for r in self.client.query(
+                self.names["sentences"],
+                filter=mv.in_list("row", want),
+                output_fields=["row", "start", "end", "vector"],
+            )
+        }
+        out = {}
+        for c in chunks:
+            rows = tuple(range(c.first_sentence, c.last_sentence + 1))
+            text = self.article(c.article).text
+            starts = tuple(int(got[s]["start"]) for s in rows)
+            ends = tuple(int(got[s]["end"]) for s in rows)
+            out[c.row] = Sentences(
+                rows,
+                c.article,
+                starts,
+                ends,
+                tuple(text[a:b] for a, b in zip(starts, ends, strict=True)),
+                np.array([got[s]["vector"] for s in rows], dtype=np.float32).reshape(len(rows), -1),
+            )
+        return out
+
+    def article(self, row: int) -> ArticleInfo:
+        with self._lock:
+            hit = self._articles.get(row)
+            if hit is not None:
+                self._articles.move_to_end(row)
+                return hit
+        parts = self.client.query(
+            self.names["articles"],
+            filter=f"row == {int(row)}",
+            output_fields=["part", "id", "title", "date", "event", "place", "source", "language", "url", "text"],
+        )
+        if not parts:
+            raise layout.IndexCorrupt(f"Milvus generation {self.name} has no article row {row}")
+        parts.sort(key=lambda p: p["part"])
+        a = parts[0]
+        info = ArticleInfo(
+            a["id"],
+            a["title"],
+            a["date"],
+            a["event"],
+            a["place"],
+            a["source"],
+            a["language"],
+            a["url"],
+            "".join(p["text"] for p in parts),
+        )
+        with self._lock:
+            self._articles[row] = info
+            while len(self._articles) > self._cache_max:
+                self._articles.popitem(last=False)
+        return info
+
+    def article_row(self, doc_id: str) -> int | None:
+        got = self.client.query(
+            self.names["articles"], filter=f"id == {mv.quote(doc_id)} and part == 0", output_fields=["row"]
+        )
+        return int(got[0]["row"]) if got else None
+
+    def facets(self) -> list[str]:
+        return list(self._facets)
+
+
+def _rows_scores(hits: Any) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.array([int(h["row"]) for h in hits], dtype=np.int64)
+    scores = np.array([float(h["distance"]) for h in hits], dtype=np.float32)
+    order = np.lexsort((rows, -scores))  # ties by row, as the local store
+    return rows[order], scores[order]
+
+
+class MilvusStore:
+    """Follows the alias: ``view()`` is the generation served now (looked up at most once a second)."""
+
+    ALIAS_TTL = 1.0
+    # Article updates in the served generation (indexer.milvus.ServedGeneration) change term
+    # frequencies, counts and facets: every search node sees them within this many seconds.
+    VIEW_TTL = 60.0
+
+    def __init__(self, client: Any, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.prefix = settings.milvus_prefix
+        self._views: dict[str, MilvusView] = {}
+        self._current: tuple[float, str] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings, client: Any | None = None) -> MilvusStore:
+        store = cls(client or mv.connect(settings), settings)
+        store.view()  # refuse now, not at the first query, if nothing is served
+        return store
+
+    def view(self) -> MilvusView:
+        now = time.monotonic()
+        with self._lock:
+            cur = self._current
+            if cur is not None and now - cur[0] < self.ALIAS_TTL:
+                return self._views[cur[1]]
+        gen = mv.served_generation(self.client, self.prefix)
+        if gen is None:
+            raise layout.IndexMissing(
+                f"no Salon index in Milvus under {self.prefix!r}; build one with `salon index --store milvus`"
+            )
+        with self._lock:
+            v = self._views.get(gen)
+            if v is None or now - v.opened > self.VIEW_TTL:
+                v = MilvusView(self.client, self.prefix, gen, self.settings.hnsw_ef_search)
+                # keep only the served view: a request holding an older one keeps its reference
+                self._views = {gen: v}
+            self._current = (now, gen)
+            return v
+
+    def refresh(self) -> None:
+        """Forget cached views (after updates of the served generation)."""
+        with self._lock:
+            self._views.clear()
+            self._current = None
