@@ -74,9 +74,10 @@ class Settings(BaseSettings):
     candidates: int = Field(100, ge=10, le=2000, description="Candidates per retriever before fusion.")
     rerank_depth: int = Field(30, ge=1, le=500, description="Fused candidates rescored by sentences.")
     rerank_weights: tuple[float, ...] = Field(
-        (1.0, 1.303, 0.019, 0.174, 0.016, 0.108, 0.557, 0.032, 0.07),
+        (1.0, 1.131, 0.025, 0.372, 0.004, 0.056, 1.202, 0.059, 0.073),
         description="Second-stage weights of Engine.FEATURES (chunk cosine, best-sentence cosine, "
-        "BM25/max, sentence and chunk term coverage, reciprocal ranks…); fitted by bench/tune.py.",
+        "BM25/max, sentence and chunk term coverage, reciprocal ranks…); fitted for sentence vectors pooled "
+        "from the chunk pass by bench/pooling.py (same procedure as bench/tune.py).",
     )
     answer_threshold: float = Field(0.5, ge=0, le=1, description="Confidence under which no answer is given.")
     host: str = Field("127.0.0.1", description="Address the web server binds.")
