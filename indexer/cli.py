@@ -181,6 +181,16 @@ def model(ctx: click.Context) -> None:
 )
 @click.option("--limit", type=int, help="Evaluate only the first N questions.")
 @click.option("--max-docs", type=int, help="Index at most N documents (gold documents always kept).")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "calib", "test"]),
+    help="Only questions of this article-disjoint split (PIAF; see search/reader_train.py).",
+)
+@click.option(
+    "--fit-reader",
+    is_flag=True,
+    help="Refit the reader's confidence on these questions (use --split calib); writes the reader's metadata.",
+)
 @click.pass_context
 def eval_cmd(
     ctx: click.Context,
@@ -189,6 +199,8 @@ def eval_cmd(
     modes: tuple[str, ...],
     limit: int | None,
     max_docs: int | None,
+    split: str | None,
+    fit_reader: bool,
 ) -> None:
     """Build a temporary index of DATASET_DIR and report retrieval quality and latency."""
     from indexer.evaluate import evaluate, format_table
@@ -201,7 +213,14 @@ def eval_cmd(
         limit=limit,
         max_docs=max_docs,
         progress=not as_json,
+        split=split,
+        fit_reader=fit_reader,
     )
+    if fit_reader and "calibration" in report.get("reader", {}):
+        from search.reader_train import write_calibration
+
+        where = write_calibration(report["reader"]["calibration"], split or "all")
+        click.echo(f"reader calibration written to {where}", err=True)
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 
 

@@ -29,6 +29,18 @@ from indexer.analysis import fold
 from indexer.corpus import Article, CorpusReport
 from indexer.settings import Settings
 
+# Fixed article-disjoint split of PIAF (by title): the reader trains on train, its confidence is
+# fitted on calib, and its figures are reported on test (search/reader_train.py).
+SPLITS = {"train": (0, 75), "calib": (75, 85), "test": (85, 100)}
+
+
+def split_of(title: str) -> str:
+    """train (75 %), calib (10 %) or test (15 %), fixed by a hash of the article title."""
+    import hashlib
+
+    h = int(hashlib.sha256(title.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return next(name for name, (lo, hi) in SPLITS.items() if lo <= h < hi)
+
 
 @dataclass
 class Question:
@@ -54,7 +66,9 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def load_dataset(folder: Path, max_docs: int | None = None, limit: int | None = None, seed: int = 13) -> Dataset:
+def load_dataset(
+    folder: Path, max_docs: int | None = None, limit: int | None = None, seed: int = 13, split: str | None = None
+) -> Dataset:
     if (folder / "passages.jsonl").is_file():
         arts = [
             Article(id=str(p["id"]), text=p["text"], title=p.get("title") or "", source=folder.name)
@@ -79,6 +93,10 @@ def load_dataset(folder: Path, max_docs: int | None = None, limit: int | None = 
             dates.setdefault(str(p["doc_id"]), str(p.get("date") or ""))
         arts = [Article(id=d, text="\n\n".join(t), date=dates[d][:10], source=folder.name) for d, t in docs.items()]
     note = ""
+    if split is not None:
+        titles = {a.id: a.title for a in arts}
+        qs = [q for q in qs if split_of(titles.get(q.gold_doc, "")) == split]
+        note = f"questions of the {split} split (articles by title hash); index of all documents"
     if limit is not None:
         qs = qs[:limit]
     if max_docs is not None and max_docs < len(arts):
@@ -88,7 +106,7 @@ def load_dataset(folder: Path, max_docs: int | None = None, limit: int | None = 
         random.Random(seed).shuffle(rest)
         keep = {a.id for a in arts if a.id in gold} | {a.id for a in rest[: max(0, max_docs - len(gold))]}
         arts = [a for a in arts if a.id in keep]
-        note = f"subset: {len(arts)} documents (all gold + random, seed {seed})"
+        note = (note + "; " if note else "") + f"subset: {len(arts)} documents (all gold + random, seed {seed})"
     ids = {a.id for a in arts}
     qs = [q for q in qs if q.gold_doc in ids]
     return Dataset(folder.name, arts, qs, note)
@@ -137,12 +155,14 @@ def evaluate(
     progress: bool = True,
     index_dir: Path | None = None,
     use_cache: bool = True,
+    split: str | None = None,
+    fit_reader: bool = False,
 ) -> dict[str, Any]:
     from indexer.build import build_index
     from indexer.model import Embedder
     from search.engine import Engine
 
-    ds = load_dataset(folder, max_docs=max_docs, limit=limit)
+    ds = load_dataset(folder, max_docs=max_docs, limit=limit, split=split)
     embedder = Embedder.from_settings(settings, use_cache=use_cache)
     with tempfile.TemporaryDirectory(prefix="salon-eval-") as tmp:
         where = index_dir or Path(tmp)
@@ -168,7 +188,136 @@ def evaluate(
         }
         for mode in modes:
             out["modes"][mode] = _run_mode(engine, ds, mode, progress)
+        reader = getattr(engine.answers, "reader", None)
+        has_answers = any(q.answers for q in ds.questions)
+        if reader is not None and has_answers:
+            out["reader"] = _reader_gold(engine, ds)
+            present = _reader_reads(engine, ds, progress) if fit_reader else []
+    if reader is not None and has_answers and "hybrid" in modes:
+        # The same questions against an index without their articles: the reader should abstain.
+        gold = {q.gold_doc for q in ds.questions}
+        titles = {a.title for a in ds.articles if a.id in gold}
+        rest = [a for a in ds.articles if a.title not in titles]
+        with tempfile.TemporaryDirectory(prefix="salon-eval-absent-") as tmp:
+            build_index(CorpusReport(rest), Path(tmp), embedder, settings, progress=progress)
+            engine = Engine.open(Path(tmp), settings, embedder)
+            out["reader"]["absent_documents"] = len(rest)
+            out["reader"]["no_answer_abstains"] = _abstains(engine, ds, progress)
+            if fit_reader:
+                absent = _reader_reads(engine, ds, progress)
+                out["reader"]["calibration"] = fit_reader_calibration(present, absent)
     return out
+
+
+def _reader_gold(engine: Any, ds: Dataset) -> dict[str, Any]:
+    """Reader alone on the gold article: windows covering its sentences, best span, never abstaining."""
+    from search.reader import Window, cover
+
+    e = engine
+    reader = e.answers.reader
+    em = f1 = 0.0
+    qs = [q for q in ds.questions if q.answers and q.gold_doc in e.by_id]
+    for q in qs:
+        a = e.by_id[q.gold_doc]
+        rows = np.flatnonzero(e.sent_article == a)
+        spans = [(int(e.sent_start[r]), int(e.sent_end[r])) for r in rows]
+        text = e.articles[a].text
+        read = reader.read(q.text, [Window(text[st:en], st) for st, en in cover(spans)])
+        best = max(read, key=lambda s: s.span_logit)
+        em += float(any(_norm(best.text) == _norm(g) for g in q.answers))
+        f1 += max(_f1(best.text, g) for g in q.answers)
+    n = max(1, len(qs))
+    return {"gold_em": em / n, "gold_f1": f1 / n, "gold_questions": len(qs), "threshold": reader.threshold}
+
+
+def _abstains(engine: Any, ds: Dataset, progress: bool) -> float:
+    qs: Any = ds.questions
+    if progress:
+        from tqdm import tqdm
+
+        qs = tqdm(qs, desc="eval no-answer", unit="q", file=sys.stderr, disable=None)
+    n = abst = 0
+    for q in qs:
+        res = engine.search(q.text, k=10)
+        n += 1
+        abst += res.answer is None
+    return abst / max(1, n)
+
+
+def _reader_reads(engine: Any, ds: Dataset, progress: bool) -> list[list[tuple[list[float], float]]]:
+    """Per question, (calibration features, span F1) of every window the reader read, as search reads them."""
+    from indexer.analysis import analyze
+    from search.answer import is_question, reader_windows
+    from search.reader import calibration_features
+
+    e = engine
+    out: list[list[tuple[list[float], float]]] = []
+    qs: Any = [q for q in ds.questions if q.answers and is_question(q.text)]
+    if progress:
+        from tqdm import tqdm
+
+        qs = tqdm(qs, desc="reader reads", unit="q", file=sys.stderr, disable=None)
+    for q in qs:
+        qv = e.embedder.encode_query(q.text)
+        terms = analyze(q.text)
+        ranked = e._dedupe(e.retrieve(q.text, qv, "hybrid", None, e.settings.candidates, terms))
+        scored = e.answers.score_sentences(q.text, qv, ranked[:5], terms)
+        windows = reader_windows(e, scored, e.settings.reader_windows)
+        spans = e.answers.reader.read(q.text, windows)
+        out.append(
+            [(calibration_features(sp.score, r), max(_f1(sp.text, g) for g in q.answers)) for r, sp in enumerate(spans)]
+        )
+    return out
+
+
+def fit_reader_calibration(
+    present: list[list[tuple[list[float], float]]],
+    absent: list[list[tuple[list[float], float]]],
+    precision: float = 0.85,
+    abstain: float = 0.85,
+) -> dict[str, Any]:
+    """Logistic P(span right, F1 ≥ 0.5) over the reader's features, and the threshold.
+
+    Spans read from an index without the gold article are wrong. The threshold is the lowest
+    that keeps span precision ≥ ``precision`` on the questions asked with their article and
+    abstains on ≥ ``abstain`` of those asked without it; if none does, the one that abstains
+    enough with the best thresholded span F1.
+    """
+    from search.reader import fit_logistic
+
+    x = np.array([f for q in present for f, _ in q] + [f for q in absent for f, _ in q], dtype=np.float64)
+    y = np.array([f1 >= 0.5 for q in present for _, f1 in q] + [False] * sum(len(q) for q in absent), np.float64)
+    w, b = fit_logistic(x, y)
+
+    def top(reads: list[tuple[list[float], float]]) -> tuple[float, float]:
+        if not reads:
+            return 0.0, 0.0
+        probs = [1 / (1 + math.exp(-(b + sum(wi * xi for wi, xi in zip(w, f, strict=True))))) for f, _ in reads]
+        k = int(np.argmax(probs))
+        return probs[k], reads[k][1]
+
+    tp = [top(q) for q in present]
+    ta = [top(q)[0] for q in absent]
+    rows = []
+    for t in np.arange(0.05, 0.96, 0.01):
+        answered = [f1 for p, f1 in tp if p >= t]
+        prec = sum(f1 >= 0.5 for f1 in answered) / max(1, len(answered))
+        abst = sum(p < t for p in ta) / max(1, len(ta))
+        rows.append((round(float(t), 2), len(answered) / max(1, len(tp)), prec, abst, sum(answered) / max(1, len(tp))))
+    ok = [r for r in rows if r[2] >= precision and r[3] >= abstain]
+    pick = ok[0] if ok else max((r for r in rows if r[3] >= abstain), key=lambda r: r[4], default=rows[45])
+    return {
+        "weights": w,
+        "bias": b,
+        "threshold": pick[0],
+        "at_threshold": {
+            "answered": round(pick[1], 4),
+            "span_precision": round(pick[2], 4),
+            "abstains": round(pick[3], 4),
+        },
+        "windows": len(x),
+        "positives": int(y.sum()),
+    }
 
 
 def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, Any]:
@@ -176,11 +325,16 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
     lat: list[float] = []
     has_answers = any(q.answers for q in ds.questions)
     threshold = engine.settings.answer_threshold
+    reader = getattr(engine.answers, "reader", None)
+    if reader is not None:
+        threshold = reader.threshold if engine.settings.reader_threshold is None else engine.settings.reader_threshold
+    saved = engine.settings
     if has_answers and mode == "hybrid":
         # Ask for an answer whatever its confidence, then apply the real threshold here: one
         # search per question measures both "with abstention" and "always answer".
-        engine.settings = engine.settings.model_copy(update={"answer_threshold": 0.0})
+        engine.settings = engine.settings.model_copy(update={"answer_threshold": 0.0, "reader_threshold": 0.0})
     sent_hit = sent_hit_any = span_em = span_f1 = abstain = 0.0
+    span_f1_any = span_em_any = span_right = 0.0
     qs: Any = ds.questions
     if progress:
         from tqdm import tqdm
@@ -199,13 +353,19 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
             golds = [_norm(g) for g in q.answers]
             contains = a is not None and any(g and g in _norm(a.text) for g in golds)
             sent_hit_any += contains
+            em = f1 = 0.0
+            if a is not None and a.span_text:
+                em = float(any(_norm(a.span_text) == g for g in golds))
+                f1 = max(_f1(a.span_text, g) for g in q.answers)
+            span_em_any += em
+            span_f1_any += f1
             if a is None or a.score < threshold:
                 abstain += 1
                 continue
             sent_hit += contains
-            if a.span_text:
-                span_em += float(any(_norm(a.span_text) == g for g in golds))
-                span_f1 += max(_f1(a.span_text, g) for g in q.answers)
+            span_em += em
+            span_f1 += f1
+            span_right += f1 >= 0.5
     m: dict[str, Any] = metrics_for(ranks, lat)
     if has_answers and mode == "hybrid":
         n = len(ds.questions) or 1
@@ -216,10 +376,16 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
                 "answer_precision": sent_hit / max(1.0, n - abstain),
                 "span_em": span_em / n,
                 "span_f1": span_f1 / n,
+                "span_em_no_abstention": span_em_any / n,
+                "span_f1_no_abstention": span_f1_any / n,
+                "span_precision": span_right / max(1.0, n - abstain),
+                "answered": 1 - abstain / n,
                 "abstention": abstain / n,
+                "answer_threshold": threshold,
+                "answers_by": "reader" if reader is not None else "sentences",
             }
         )
-        engine.settings = engine.settings.model_copy(update={"answer_threshold": threshold})
+        engine.settings = saved
     return m
 
 
@@ -246,4 +412,23 @@ def format_table(report: dict[str, Any]) -> str:
                 f"short span EM {m['span_em']:.3f} / F1 {m['span_f1']:.3f}, "
                 f"abstention {m['abstention']:.3f}"
             )
+            lines.append(
+                f"answers by {m['answers_by']} at threshold {m['answer_threshold']:.2f}: answered {m['answered']:.3f}, "
+                f"span F1 {m['span_f1']:.3f} (never abstaining {m['span_f1_no_abstention']:.3f}, "
+                f"EM {m['span_em_no_abstention']:.3f}), span precision (F1 ≥ 0.5) when answering "
+                f"{m['span_precision']:.3f}"
+            )
+    r = report.get("reader")
+    if r:
+        lines.append(
+            f"reader alone on the gold article: EM {r['gold_em']:.3f} / F1 {r['gold_f1']:.3f} "
+            f"({r['gold_questions']} questions)"
+        )
+        if "no_answer_abstains" in r:
+            lines.append(
+                f"asked without their article ({r['absent_documents']} documents indexed): "
+                f"abstains {r['no_answer_abstains']:.3f}"
+            )
+        if "calibration" in r:
+            lines.append(f"reader calibration fitted: {r['calibration']}")
     return "\n".join(lines)

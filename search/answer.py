@@ -14,6 +14,7 @@ from search.types import Answer
 
 if TYPE_CHECKING:
     from search.engine import Engine, _Candidate
+    from search.reader import Reader, Window
 
 _QWORDS = {
     "qui": "who",
@@ -92,6 +93,10 @@ def _nlp() -> Any:
 class AnswerFinder:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.reader: Reader | None = None
+        self.reader_error: str | None = None
+        if engine.settings.reader:
+            self.reader, self.reader_error = load_reader(engine)
 
     def warm(self) -> None:
         """Load the French pipeline now rather than on the first question."""
@@ -135,8 +140,46 @@ class AnswerFinder:
 
     def find(self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str]) -> list[Answer]:
         """Distinct answers, best first, one per article, none under the confidence threshold."""
-        e = self.engine
         scored = self.score_sentences(query, qv, cands, terms)
+        if self.reader is not None:
+            return self.read(query, scored, cands)
+        return self._sentence_answers(query, scored, cands)
+
+    def read(
+        self, query: str, scored: list[tuple[float, int, int, dict[str, float]]], cands: list[_Candidate]
+    ) -> list[Answer]:
+        """Answers from the reader: the span inside its sentence, one per article, calibrated."""
+        assert self.reader is not None
+        e = self.engine
+        windows = reader_windows(e, scored, e.settings.reader_windows)
+        spans = self.reader.read(query, windows)
+        threshold = self.reader.threshold if e.settings.reader_threshold is None else e.settings.reader_threshold
+        answers: list[Answer] = []
+        seen_articles: set[int] = set()
+        for sp in sorted(spans, key=lambda s: -s.prob):
+            if sp.prob < threshold:
+                break
+            a, row, rank = windows[sp.window].key
+            if a in seen_articles:
+                continue
+            seen_articles.add(a)
+            art = e.articles[a]
+            # the sentence holding the span (a span may run past it into the next one)
+            r = row
+            while r > 0 and int(e.sent_article[r - 1]) == a and sp.start < int(e.sent_start[r]):
+                r -= 1
+            while r + 1 < len(e.sent_start) and int(e.sent_article[r + 1]) == a and sp.start >= int(e.sent_end[r]):
+                r += 1
+            st, en = min(int(e.sent_start[r]), sp.start), max(int(e.sent_end[r]), sp.end)
+            ans = Answer(art.text[st:en], art.id, int(cands[rank].row), st, en, round(sp.prob, 4), art.title)
+            ans.span, ans.span_text = (sp.start, sp.end), sp.text
+            answers.append(ans)
+        return answers
+
+    def _sentence_answers(
+        self, query: str, scored: list[tuple[float, int, int, dict[str, float]]], cands: list[_Candidate]
+    ) -> list[Answer]:
+        e = self.engine
         answers: list[Answer] = []
         seen_articles: set[int] = set()
         for conf, row, rank, _f in scored:
@@ -217,3 +260,49 @@ def short_span(query: str, text: str, start: int, end: int) -> tuple[int, int] |
                 toks.append(nxt)
             return span_of(toks)
     return None
+
+
+# -- the reader (search/reader.py) ------------------------------------------------------------------
+# Kept to these two functions and the delegation at the top of AnswerFinder.find: the windows
+# read are the best-scored sentences with their neighbours, the spans come back in article offsets.
+
+
+def load_reader(engine: Engine) -> tuple[Reader | None, str | None]:
+    """The trained reader over the engine's e5 weights, or (None, why) and sentence answers instead."""
+    import sys
+
+    from search.reader import ARTIFACT_DIR, Reader, ReaderError
+
+    try:
+        emb = engine.embedder
+        bert: Any = emb.model[0].auto_model  # type: ignore[union-attr]
+        onnx_dir = emb.onnx_dir if engine.settings.query_runtime != "torch" else None
+        where = engine.settings.reader_dir or ARTIFACT_DIR
+        reader = Reader.load(bert.state_dict(), emb.model.tokenizer, emb.info.model_id, where, onnx_dir)
+    except (ReaderError, ImportError, KeyError, AttributeError, TypeError) as exc:
+        print(f"salon: warning: no reader, answers fall back to sentences ({exc})", file=sys.stderr)
+        return None, str(exc)
+    return reader, None
+
+
+def reader_windows(engine: Engine, scored: list[tuple[float, int, int, dict[str, float]]], n: int) -> list[Window]:
+    """Windows around the ``n`` best-scored sentences (a sentence plus neighbours), no two overlapping."""
+    from search.reader import Window, window_around
+
+    e = engine
+    out: list[Window] = []
+    taken: list[tuple[int, int, int]] = []  # (article, start, end)
+    for _conf, row, rank, _f in scored:
+        a = int(e.sent_article[row])
+        st, en = int(e.sent_start[row]), int(e.sent_end[row])
+        if any(a == ta and ts <= st and en <= te for ta, ts, te in taken):
+            continue
+        rows = [r for r in (row - 1, row, row + 1) if 0 <= r < len(e.sent_article) and int(e.sent_article[r]) == a]
+        spans = [(int(e.sent_start[r]), int(e.sent_end[r])) for r in rows]
+        ws, we = window_around(spans, rows.index(row))
+        text = e.articles[a].text
+        out.append(Window(text[ws:we], ws, (a, row, rank)))
+        taken.append((a, ws, we))
+        if len(out) >= n:
+            break
+    return out

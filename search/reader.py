@@ -360,7 +360,6 @@ class Reader:
         onnx_dir: Path | None = None,
     ) -> Reader:
         """Build the reader over the e5 weights in ``bert_state``; raises ReaderError when it cannot."""
-        import torch
         from safetensors.torch import load_file
 
         meta = read_meta(artifact_dir)
@@ -368,13 +367,18 @@ class Reader:
             raise ReaderError(
                 f"the reader was trained over {meta.get('base_model_id')!r}, the engine runs {model_id!r}"
             )
-        net = build_net()
+        import torch
+
+        with torch.device("meta"):  # no second copy of the embedding table: share the engine's
+            net = build_net()
         state = from_bert_state(bert_state)
         trained = load_file(str(artifact_dir / WEIGHTS))
         state.update({k: v.float() for k, v in trained.items()})
-        missing, unexpected = net.load_state_dict(state, strict=False)
+        missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
         if missing or unexpected:
-            raise ReaderError(f"reader weights do not fit the network (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise ReaderError(
+                f"reader weights do not fit the network (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)

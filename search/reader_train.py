@@ -13,7 +13,6 @@ frozen: their outputs are computed once and cached, so each epoch only runs the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -26,15 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from indexer.evaluate import SPLITS, split_of
 from search import reader as R
-
-SPLITS = {"train": (0, 75), "calib": (75, 85), "test": (85, 100)}
-
-
-def split_of(title: str) -> str:
-    """train (75 %), calib (10 %) or test (15 %), fixed by the article title."""
-    h = int(hashlib.sha256(title.encode("utf-8")).hexdigest()[:8], 16) % 100
-    return next(name for name, (lo, hi) in SPLITS.items() if lo <= h < hi)
 
 
 @dataclass
@@ -95,7 +87,10 @@ def make_examples(
 
     from indexer.analysis import analyze
 
-    pids = sorted({qa.passage for qa in qas} | {p for p in passages if passages[p].title in {passages[qa.passage].title for qa in qas}})
+    pids = sorted(
+        {qa.passage for qa in qas}
+        | {p for p in passages if passages[p].title in {passages[qa.passage].title for qa in qas}}
+    )
     bm = bm25s.BM25(method="lucene")
     bm.index([analyze(passages[p].text) or ["\x00empty"] for p in pids], show_progress=False)
     out: list[tuple[QA, str, int | None, int | None, str]] = []
@@ -131,7 +126,10 @@ def make_examples(
         for other in rng.sample(order[:3], k=min(len(order[:3]), max(1, negatives - 1))):
             o = passages[other]
             qset = set(terms)
-            best = max(range(len(o.sentences)), key=lambda c: len(qset & set(analyze(o.text[o.sentences[c][0] : o.sentences[c][1]]))))
+            best = max(
+                range(len(o.sentences)),
+                key=lambda c: len(qset & set(analyze(o.text[o.sentences[c][0] : o.sentences[c][1]]))),
+            )
             w = R.window_around(o.sentences, best)
             wt = o.text[w[0] : w[1]]
             if not _contains_answer(wt, qa):
@@ -163,7 +161,7 @@ def load_base(settings: Any = None) -> tuple[dict[str, Any], Any, str]:
 
 def _batches(lengths: list[int], batch: int, rng: random.Random) -> list[list[int]]:
     # Similar lengths together (little padding), batches in random order.
-    idx = sorted(range(len(lengths)), key=lambda i: (lengths[i] + rng.random() * 8))
+    idx = sorted(range(len(lengths)), key=lambda i: lengths[i] + rng.random() * 8)
     out = [idx[i : i + batch] for i in range(0, len(idx), batch)]
     rng.shuffle(out)
     return out
@@ -203,18 +201,16 @@ def train(
     with torch.inference_mode():
         for s in range(0, len(order), 64):
             idx = order[s : s + 64]
-            ids, mask = R.pad([feats[i] for i in idx])
+            ids_np, mask_np = R.pad([feats[i] for i in idx])
             with amp():
-                h = net.lower(torch.from_numpy(ids), torch.from_numpy(mask), first)
+                h = net.lower(torch.from_numpy(ids_np), torch.from_numpy(mask_np), first)
             for k, i in enumerate(idx):
                 cache[i] = h[k, : len(feats[i].ids)].to(torch.bfloat16).clone()
     tokens = sum(len(f.ids) for f in feats)
     log(f"lower {first} layers cached for {len(feats)} windows ({tokens} tokens) in {time.perf_counter() - t0:.0f} s")
     head = [p for n, p in net.named_parameters() if n.startswith("qa.")]
     body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("qa.")]
-    opt = torch.optim.AdamW(
-        [{"params": body, "lr": lr}, {"params": head, "lr": head_lr}], weight_decay=0.01
-    )
+    opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": head_lr}], weight_decay=0.01)
     lengths = [len(f.ids) for f in feats]
     per_epoch = math.ceil(len(feats) / batch)
     total = max_steps or max(1, int(per_epoch * epochs))
@@ -242,7 +238,9 @@ def train(
             ye = torch.tensor([feats[i].end_label for i in idx])
             with amp():
                 s, e = net.upper(x.float() if not bf16 else x, mask, first)
-            loss = (torch.nn.functional.cross_entropy(s.float(), ys) + torch.nn.functional.cross_entropy(e.float(), ye)) / 2
+            loss = (
+                torch.nn.functional.cross_entropy(s.float(), ys) + torch.nn.functional.cross_entropy(e.float(), ye)
+            ) / 2
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([*body, *head], 1.0)
@@ -299,6 +297,16 @@ def gold_passage_eval(reader: R.Reader, passages: dict[str, Passage], qas: list[
     return {"em": round(em / n, 4), "f1": round(f1 / n, 4), "questions": len(qas)}
 
 
+def write_calibration(cal: dict[str, Any], fitted_on: str, artifact_dir: Path = R.ARTIFACT_DIR) -> Path:
+    """Store a refitted confidence in the reader's metadata (the weights, and their sha256, stay)."""
+    R.read_meta(artifact_dir)  # refuse to annotate a damaged artifact
+    path = artifact_dir / R.META
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["calibration"] = {**cal, "fitted_on": fitted_on}
+    path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
 def save_artifact(net: Any, train_layers: int, meta: dict[str, Any], dest: Path) -> dict[str, Any]:
     import torch
     from safetensors.torch import save_file
@@ -328,7 +336,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--negatives", type=int, default=1, help="no-answer windows per question (1: same passage or retrieved, at random)")
+    ap.add_argument(
+        "--negatives",
+        type=int,
+        default=1,
+        help="no-answer windows per question (1: same passage or retrieved, at random)",
+    )
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--limit", type=int, default=None, help="train on the first N training questions")
@@ -365,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     def on_epoch(epoch: int) -> None:
         log(f"epoch {epoch}: calib (gold passage) {gold_passage_eval(reader, passages, calib)}")
         if args.checkpoints:
-            save_artifact(net, args.layers, {"base_model_id": model_id, "epoch": epoch}, args.checkpoints / f"epoch-{epoch}")
+            save_artifact(
+                net, args.layers, {"base_model_id": model_id, "epoch": epoch}, args.checkpoints / f"epoch-{epoch}"
+            )
 
     losses = train(
         net,
@@ -398,7 +413,8 @@ def main(argv: list[str] | None = None) -> None:
         "calibration": {},
     }
     meta = save_artifact(net, args.layers, meta, args.out)
-    log(f"wrote {args.out / R.WEIGHTS} ({(args.out / R.WEIGHTS).stat().st_size / 1e6:.1f} MB, sha256 {meta['sha256'][:16]}…)")
+    size = (args.out / R.WEIGHTS).stat().st_size / 1e6
+    log(f"wrote {args.out / R.WEIGHTS} ({size:.1f} MB, sha256 {str(meta['sha256'])[:16]}…)")
 
 
 if __name__ == "__main__":
