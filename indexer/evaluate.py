@@ -299,7 +299,7 @@ def fit_reader_calibration(
     tp = [top(q) for q in present]
     ta = [top(q)[0] for q in absent]
     rows = []
-    for t in np.arange(0.05, 0.96, 0.01):
+    for t in (round(0.05 + 0.01 * i, 2) for i in range(91)):
         answered = [f1 for p, f1 in tp if p >= t]
         prec = sum(f1 >= 0.5 for f1 in answered) / max(1, len(answered))
         abst = sum(p < t for p in ta) / max(1, len(ta))

@@ -76,10 +76,16 @@ class Settings(BaseSettings):
         0.5, ge=0, le=1, description="Confidence under which no answer is given (sentence answers, without the reader)."
     )
     reader: bool = Field(
-        True, description="Answer questions with the trained extractive reader (search/reader_model/); off: sentences."
+        False,
+        description="Answer questions with the trained extractive reader (search/reader_model/); off by default "
+        "until it beats the sentence answers at the default threshold (docs/quality.md).",
     )
     reader_dir: Path | None = Field(
         None, description="Folder of the reader artifact; unset: the one shipped in search/reader_model/."
+    )
+    reader_int8: bool = Field(
+        False,
+        description="Reader through ONNX Runtime with int8 matrix products (see docs/quality.md).",
     )
     reader_windows: int = Field(3, ge=1, le=10, description="Windows (a sentence and its neighbours) the reader reads.")
     reader_threshold: float | None = Field(

@@ -278,7 +278,9 @@ def load_reader(engine: Engine) -> tuple[Reader | None, str | None]:
         bert: Any = emb.model[0].auto_model  # type: ignore[union-attr]
         onnx_dir = emb.onnx_dir if engine.settings.query_runtime != "torch" else None
         where = engine.settings.reader_dir or ARTIFACT_DIR
-        reader = Reader.load(bert.state_dict(), emb.model.tokenizer, emb.info.model_id, where, onnx_dir)
+        reader = Reader.load(
+            bert.state_dict(), emb.model.tokenizer, emb.info.model_id, where, onnx_dir, engine.settings.reader_int8
+        )
     except (ReaderError, ImportError, KeyError, AttributeError, TypeError) as exc:
         print(f"salon: warning: no reader, answers fall back to sentences ({exc})", file=sys.stderr)
         return None, str(exc)

@@ -358,6 +358,7 @@ class Reader:
         model_id: str,
         artifact_dir: Path = ARTIFACT_DIR,
         onnx_dir: Path | None = None,
+        int8: bool = False,
     ) -> Reader:
         """Build the reader over the e5 weights in ``bert_state``; raises ReaderError when it cannot."""
         from safetensors.torch import load_file
@@ -385,12 +386,12 @@ class Reader:
         reader = cls(net, tokenizer, meta)
         if onnx_dir is not None:
             try:
-                reader._onnx(onnx_dir)
+                reader._onnx(onnx_dir, int8)
             except Exception as exc:  # ONNX Runtime is a speed-up; PyTorch gives the same spans
                 print(f"salon: warning: reader runs on PyTorch (ONNX path unavailable: {exc})", file=sys.stderr)
         return reader
 
-    def _onnx(self, onnx_dir: Path) -> None:
+    def _onnx(self, onnx_dir: Path, int8: bool = False) -> None:
         import os
         import warnings
 
@@ -422,6 +423,15 @@ class Reader:
                     dynamo=False,
                 )
             os.replace(tmp, path)
+        if int8:  # weights of the matrix products in int8, activations quantised per call
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            q = path.with_name(path.stem + "-int8.onnx")
+            if not q.is_file():
+                tmp = q.with_suffix(f".tmp{os.getpid()}")
+                quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+                os.replace(tmp, q)
+            path = q
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -430,10 +440,10 @@ class Reader:
         ids, mask = pad(probe)
         want = self._logits_torch(ids, mask)[0]
         got = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-        if float(np.abs(np.asarray(got) - want).max()) > 1e-2:
+        if float(np.abs(np.asarray(got) - want).max()) > (1.0 if int8 else 1e-2):
             raise ReaderError(f"ONNX and PyTorch reader logits disagree; delete {path}")
         self.session = session
-        self.runtime = "onnx"
+        self.runtime = "onnx-int8" if int8 else "onnx"
 
     def _logits_torch(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import contextlib
