@@ -26,14 +26,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tune import open_or_build, pairwise_weights
+
 from indexer.analysis import analyze
-from indexer.build import build_index
-from indexer.corpus import CorpusReport
-from indexer.layout import IndexError_, Manifest, current_generation
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.engine import Engine
-from search.evaluate import _norm, held_out, load_dataset
+from search.evaluate import _norm, held_out
 
 
 @dataclass
@@ -82,18 +81,6 @@ def variants(engine: Engine, embedder: Embedder) -> dict[str, np.ndarray]:
     }
 
 
-def rank_weights(asked: list[Asked], n_feat: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-
-    diffs = [a.feats[a.labels][0] - a.feats[~a.labels] for a in asked if a.labels.any() and (~a.labels).any()]
-    d = np.concatenate(diffs) if diffs else np.zeros((0, n_feat))
-    lr = LogisticRegression(C=1.0, fit_intercept=False, max_iter=2000).fit(
-        np.concatenate([d, -d]), np.r_[np.ones(len(d)), np.zeros(len(d))]
-    )
-    w: np.ndarray = lr.coef_[0].astype(np.float32)
-    return w / abs(w[0]) if w[0] else w
-
-
 def first_gold(a: Asked, w: np.ndarray) -> int | None:
     order = np.argsort(-(a.feats @ w), kind="stable")
     hits = np.flatnonzero(a.labels[order])
@@ -114,7 +101,7 @@ def run_variant(engine: Engine, ds: Any, qvecs: np.ndarray, default_w: np.ndarra
         asked.append(Asked(held_out(q.qid), f, y, top, [_norm(a) for a in q.answers], q.text, qv))
     fit = [a for a in asked if not a.held]
     test = [a for a in asked if a.held]
-    w = rank_weights(fit, len(engine.FEATURES))
+    w = pairwise_weights([a.feats for a in fit], [a.labels for a in fit])
     out: dict[str, float] = {}
     for name, weights in (("default", default_w), ("fitted", w)):
         ranks = [first_gold(a, weights) for a in test]
@@ -156,17 +143,10 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated variant names")
     args = ap.parse_args()
     settings = Settings(sentence_vectors="late")
-    ds = load_dataset(args.dataset)
-    embedder = Embedder.from_settings(settings)
-    try:
-        Manifest.read(current_generation(args.index_dir))
-    except IndexError_:
-        build_index(CorpusReport(ds.articles), args.index_dir, embedder, settings)
-    engine = Engine.open(args.index_dir, settings, embedder)
-    qvecs = embedder.encode([q.text for q in ds.questions], embedder.query_prompt, "questions")
+    ds, engine, qvecs = open_or_build(args.dataset, args.index_dir, settings)
     default_w = np.asarray(settings.rerank_weights, dtype=np.float32)
     table = {}
-    for name, vecs in variants(engine, embedder).items():
+    for name, vecs in variants(engine, engine.embedder).items():
         if args.only and name not in args.only.split(","):
             continue
         engine.store.sent_vecs = vecs.astype(np.float16)

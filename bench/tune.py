@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,33 @@ from indexer.model import Embedder
 from indexer.settings import Settings
 from search.engine import Engine
 from search.evaluate import _norm, held_out, load_dataset
+
+
+def open_or_build(dataset: Path, index_dir: Path, settings: Settings) -> tuple[Any, Engine, np.ndarray]:
+    """The set, an engine on ``index_dir`` (built there on first use) and every question's vector."""
+    ds = load_dataset(dataset)
+    embedder = Embedder.from_settings(settings)
+    try:
+        Manifest.read(current_generation(index_dir))
+    except IndexError_:
+        build_index(CorpusReport(ds.articles), index_dir, embedder, settings)
+    engine = Engine.open(index_dir, settings, embedder)
+    t0 = time.perf_counter()
+    qvecs = embedder.encode([q.text for q in ds.questions], embedder.query_prompt, "encoding questions")
+    print(f"encoded {len(qvecs)} questions in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return ds, engine, qvecs
+
+
+def pairwise_weights(feats: list[np.ndarray], labels: list[np.ndarray]) -> np.ndarray:
+    """Pairwise logistic fit (RankNet-style): gold chunk minus each other candidate of a question."""
+    from sklearn.linear_model import LogisticRegression
+
+    d = np.concatenate([f[y][0] - f[~y] for f, y in zip(feats, labels, strict=True) if y.any() and (~y).any()])
+    lr = LogisticRegression(C=1.0, fit_intercept=False, max_iter=2000).fit(
+        np.concatenate([d, -d]), np.r_[np.ones(len(d)), np.zeros(len(d))]
+    )
+    w: np.ndarray = lr.coef_[0].astype(np.float32)
+    return w / abs(w[0]) if w[0] else w
 
 
 def mrr_at(scores: list[np.ndarray], labels: list[np.ndarray], w: np.ndarray) -> tuple[float, float]:
@@ -47,16 +75,7 @@ def main() -> None:
     ap.add_argument("--index-dir", type=Path, default=Path("var/tune-index"))
     args = ap.parse_args()
     settings = Settings()
-    ds = load_dataset(args.dataset)
-    embedder = Embedder.from_settings(settings)
-    try:
-        Manifest.read(current_generation(args.index_dir))
-    except IndexError_:
-        build_index(CorpusReport(ds.articles), args.index_dir, embedder, settings)
-    engine = Engine.open(args.index_dir, settings, embedder)
-    t0 = time.perf_counter()
-    qvecs = embedder.encode([q.text for q in ds.questions], embedder.query_prompt, "encoding questions")
-    print(f"encoded {len(qvecs)} questions in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    ds, engine, qvecs = open_or_build(args.dataset, args.index_dir, settings)
 
     feats: dict[bool, list[np.ndarray]] = {True: [], False: []}
     labels: dict[bool, list[np.ndarray]] = {True: [], False: []}
@@ -82,20 +101,7 @@ def main() -> None:
                 ([fe["sim"], fe["cov"], fe["type"], fe["rank"]], int(any(g and g in text for g in golds)))
             )
 
-    # Pairwise logistic fit (RankNet-style): gold chunk minus each other candidate of the question.
-    from sklearn.linear_model import LogisticRegression
-
-    diffs = []
-    for f, y in zip(feats[False], labels[False], strict=True):
-        if y.any() and (~y).any():
-            g = f[y][0]
-            diffs.append(g - f[~y])
-    D = np.concatenate(diffs)
-    X2 = np.concatenate([D, -D])
-    Y2 = np.concatenate([np.ones(len(D)), np.zeros(len(D))])
-    rank_lr = LogisticRegression(C=1.0, fit_intercept=False, max_iter=2000).fit(X2, Y2)
-    w = rank_lr.coef_[0].astype(np.float32)
-    w = w / abs(w[0]) if w[0] else w
+    w = pairwise_weights(feats[False], labels[False])
     base = np.zeros(len(engine.FEATURES), np.float32)
     base[4] = 1.0
     for name, h in (("fit half", False), ("held-out half", True)):
