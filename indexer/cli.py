@@ -233,6 +233,18 @@ def model(ctx: click.Context) -> None:
     help="Search the local files, or publish the build to Milvus (a temporary milvus-lite unless "
     "SALON_MILVUS_URI is a server) and search there. Env SALON_STORE.",
 )
+@click.option(
+    "--split",
+    type=click.Choice(["train", "calib", "test"]),
+    help="Ask only the questions of this article-disjoint split (PIAF; search/evaluate.py split_of), and "
+    "measure abstention with their articles left out of the index.",
+)
+@click.option(
+    "--fit-reader",
+    is_flag=True,
+    help="Refit the reader's answer confidence and threshold on these questions and write them into "
+    "the reader artifact's reader.json (use --split calib).",
+)
 @click.pass_context
 def eval_cmd(
     ctx: click.Context,
@@ -242,11 +254,17 @@ def eval_cmd(
     limit: int | None,
     max_docs: int | None,
     store: str | None,
+    split: str | None,
+    fit_reader: bool,
 ) -> None:
     """Build a temporary index of DATASET_DIR and report retrieval quality and latency."""
     from search.evaluate import evaluate, format_table
 
     s = _settings(ctx)
+    if fit_reader and split is None:
+        raise click.UsageError("--fit-reader needs --split (fit on calib, report on test)")
+    if fit_reader and not s.reader:
+        raise click.UsageError("--fit-reader needs the reader on (SALON_READER=true)")
     report = evaluate(
         dataset_dir,
         s,
@@ -255,7 +273,17 @@ def eval_cmd(
         max_docs=max_docs,
         progress=not as_json,
         store=store or s.store,
+        split=split,
+        fit_reader=fit_reader,
     )
+    if fit_reader:
+        from search.reader import ARTIFACT_DIR
+        from search.reader_train import write_calibration
+
+        if "calibration" not in report.get("reader", {}):
+            raise click.ClickException("the reader could not be loaded: nothing fitted (see the warning above)")
+        path = write_calibration(report["reader"]["calibration"], split or "", s.reader_dir or ARTIFACT_DIR)
+        click.echo(f"answer confidence written to {path}", err=True)
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 
 

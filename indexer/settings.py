@@ -79,7 +79,24 @@ class Settings(BaseSettings):
         "BM25/max, sentence and chunk term coverage, reciprocal ranks…); fitted for sentence vectors pooled "
         "from the chunk pass by bench/pooling.py (same procedure as bench/tune.py).",
     )
-    answer_threshold: float = Field(0.5, ge=0, le=1, description="Confidence under which no answer is given.")
+    answer_threshold: float = Field(
+        0.5, ge=0, le=1, description="Confidence under which no answer is given (sentence answers, reader off)."
+    )
+    reader: bool = Field(
+        True,
+        description="Answer questions with the trained extractive reader (search/reader_model/); off, or when "
+        "its artifact is missing or damaged, answers are whole sentences.",
+    )
+    reader_dir: Path | None = Field(
+        None, description="Folder of the reader artifact; unset: the one shipped in search/reader_model/."
+    )
+    reader_int8: bool = Field(
+        True, description="Run the reader through ONNX Runtime with int8 matrix products (faster; docs/quality.md)."
+    )
+    reader_windows: int = Field(3, ge=1, le=10, description="Windows (a sentence and its neighbours) the reader reads.")
+    reader_threshold: float | None = Field(
+        None, ge=0, le=1, description="Reader confidence under which no answer is given; unset: the one fitted with it."
+    )
     host: str = Field("127.0.0.1", description="Address the web server binds.")
     port: int = Field(8000, description="Port the web server listens on.")
     cors_origins: tuple[str, ...] = Field(

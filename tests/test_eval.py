@@ -51,3 +51,21 @@ def test_salon_eval_on_a_piaf_subset() -> None:
     assert r["modes"]["hybrid"]["R@5"] >= 0.8
     assert r["modes"]["hybrid"]["MRR@10"] >= r["modes"]["dense"]["MRR@10"] - 0.05
     assert 0 <= r["modes"]["hybrid"]["abstention"] <= 1
+
+
+@pytest.mark.model
+def test_salon_eval_reports_the_reader_on_a_split() -> None:
+    """Reader alone on the gold article, end-to-end spans, and abstention without the articles."""
+    from indexer.cli import main
+
+    args = ["eval", str(PIAF), "--json", "--mode", "hybrid", "--split", "test", "--limit", "15", "--max-docs", "60"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.output[out.output.index("{") :])
+    m, reader = r["modes"]["hybrid"], r["reader"]
+    assert m["answers_by"] == "reader" and 0 <= m["answered"] <= 1
+    assert m["span_f1"] <= m["span_f1_no_abstention"] + 1e-9
+    assert reader["gold_questions"] == 15 and reader["gold_f1"] >= 0.2
+    # the left-out index holds none of the questions' articles, and the count says so
+    assert reader["absent_documents"] < r["documents"] and 0 <= reader["no_answer_abstains"] <= 1
+    assert "split" in r["note"]

@@ -1,0 +1,100 @@
+"""The reader's cost and worth per configuration, on one PIAF index, test-split questions only:
+question-search latency (p50 / p95, the whole ``Engine.search``), answered rate, precision when
+answering, and span F1, for sentence answers (reader off) and reader runtimes × windows read.
+
+    .venv/bin/python bench/reader.py ../shared/eval/piaf-dev [--limit 300] [--out docs/bench/reader.json]
+
+Each configuration opens its own engine over the same index files and the same model, then asks
+every question once after two warm-up searches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from indexer.build import build_index
+from indexer.corpus import CorpusReport
+from indexer.model import Embedder
+from indexer.settings import Settings
+from search.engine import Engine
+from search.evaluate import _f1, _norm, load_dataset
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "sentences (reader off)": {"reader": False},
+    "reader int8, 1 window": {"reader_int8": True, "reader_windows": 1},
+    "reader int8, 2 windows": {"reader_int8": True, "reader_windows": 2},
+    "reader int8, 3 windows": {"reader_int8": True, "reader_windows": 3},
+    "reader fp32 ONNX, 3 windows": {"reader_int8": False, "reader_windows": 3},
+}
+
+
+def run(engine: Engine, qs: list[Any]) -> dict[str, float]:
+    threshold = engine.answers.threshold
+    for q in qs[:2]:
+        engine.search(q.text, k=10)
+    lat, answered, right, f1, f1_any = [], 0, 0, 0.0, 0.0
+    for q in qs:
+        res = engine.search(q.text, k=10)
+        lat.append(res.took_ms)
+        a = res.answer
+        golds = [_norm(g) for g in q.answers]
+        if a is None:
+            continue
+        f = max(_f1(a.span_text, g) for g in q.answers) if a.span_text else 0.0
+        f1_any += f
+        if a.score >= threshold:
+            answered += 1
+            right += any(g and g in _norm(a.text) for g in golds)
+            f1 += f
+    n = len(qs)
+    return {
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "answered": answered / n,
+        "precision": right / max(1, answered),
+        "span_f1": f1 / n,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    ds = load_dataset(args.dataset, split=args.split, limit=args.limit)
+    base = Settings()
+    embedder = Embedder.from_settings(base)
+    out: dict[str, Any] = {"questions": len(ds.questions), "documents": len(ds.articles), "configs": {}}
+    with tempfile.TemporaryDirectory(prefix="salon-bench-reader-") as tmp:
+        build_index(CorpusReport(ds.articles), Path(tmp), embedder, base, progress=False)
+        for name, update in CONFIGS.items():
+            engine = Engine.open(Path(tmp), base.model_copy(update=update), embedder)
+            # thresholded figures come from the engine's own answers (threshold applied in search)
+            out["configs"][name] = run(engine, ds.questions)
+            print(name, out["configs"][name], file=sys.stderr)
+    print(f"{ds.name}, {args.split} split: {out['questions']} questions, {out['documents']} documents indexed\n")
+    print("| configuration | p50 ms | p95 ms | answered | precision | span F1 (abstentions 0) |")
+    print("|---|---|---|---|---|---|")
+    for name, m in out["configs"].items():
+        print(
+            f"| {name} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | {m['answered']:.3f} | {m['precision']:.3f} | "
+            f"{m['span_f1']:.3f} |"
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,559 @@
+"""Extractive reader: question + short windows of article text → an answer span, or none.
+
+The reader is multilingual-e5-small with its encoder layers fine-tuned on PIAF (French
+SQuAD-like questions) and a start/end head (``search/reader_train.py`` trains it). Only what
+training changed ships, in ``search/reader_model/`` (sha256 checked at load): each trained
+weight matrix as an int8 delta over the e5 weights Salon already rebuilds (one scale per row),
+the biases, layer norms and head as they are. The embedding table is e5's, untouched.
+
+Inputs are plain: a question and windows (text + character offset of the text in its
+article). Outputs are typed: the best span per window in article offsets, its score against
+the window's no-answer score, and a calibrated probability that the span is right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+ARTIFACT_DIR = Path(__file__).resolve().parent / "reader_model"
+WEIGHTS = "reader.safetensors"
+META = "reader.json"
+
+MAX_QUESTION_TOKENS = 40
+MAX_WINDOW_TOKENS = 160
+MAX_ANSWER_TOKENS = 30
+WINDOW_CHARS = 600  # a window is a sentence plus neighbours up to about this many characters
+QUERY_PROMPT = "query: "
+
+
+_PROBES = [
+    ("qui a critiqué Salesforce ?", "Des activistes ont critiqué le contrat signé avec la police aux frontières."),
+    ("où se tenait le salon ?", "Le salon s'est tenu au Palais des Congrès de Paris les 24 et 25 janvier."),
+    ("combien de visiteurs ?", "Plus de 170 000 personnes ont assisté à la conférence cette année."),
+]
+
+
+class ReaderError(RuntimeError):
+    """The reader artifact is missing, damaged or was trained on another base model."""
+
+
+@dataclass(frozen=True)
+class Window:
+    text: str
+    offset: int  # character offset of ``text`` in its article
+    key: Any = None  # caller's handle (e.g. article row, sentence row); passed through untouched
+
+
+@dataclass
+class ReadSpan:
+    window: int  # index into the windows read
+    start: int  # article character offsets of the span (end exclusive)
+    end: int
+    text: str
+    score: float  # best span logit sum minus the window's no-answer logit sum
+    span_logit: float
+    null_logit: float
+
+
+@dataclass
+class Feature:
+    ids: list[int]
+    ctx_start: int  # first window token in ``ids``
+    offsets: list[tuple[int, int]]  # char offsets in the window text of tokens ctx_start…
+    start_label: int = 0
+    end_label: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# -- windows -----------------------------------------------------------------------------------
+
+
+def cover(spans: list[tuple[int, int]], chars: int = WINDOW_CHARS) -> list[tuple[int, int]]:
+    """Windows (as ``window_around`` makes them) that together hold every sentence, few overlaps."""
+    out: list[tuple[int, int]] = []
+    c = 0
+    while c < len(spans):
+        w = window_around(spans, min(c + 1, len(spans) - 1), chars)
+        if w[0] > spans[c][0]:  # the next sentence did not fit with this one: read it alone
+            w = window_around(spans, c, chars)
+        out.append(w)
+        while c < len(spans) and spans[c][1] <= w[1]:
+            c += 1
+    return out
+
+
+def window_around(spans: list[tuple[int, int]], center: int, chars: int = WINDOW_CHARS) -> tuple[int, int]:
+    """Sentence ``center`` plus the previous and next sentence while the window stays ≤ ``chars``."""
+    lo = hi = center
+    start, end = spans[center]
+    if center > 0 and end - spans[center - 1][0] <= chars:
+        lo = center - 1
+        start = spans[lo][0]
+    if center + 1 < len(spans) and spans[center + 1][1] - start <= chars:
+        hi = center + 1
+        end = spans[hi][1]
+    return start, end
+
+
+# -- features ----------------------------------------------------------------------------------
+
+
+def encode(tokenizer: Any, question: str, window: str) -> Feature:
+    """``<s> query: question </s></s> window </s>`` with the window tokens' character offsets."""
+    q = tokenizer(QUERY_PROMPT + question, add_special_tokens=False)["input_ids"][:MAX_QUESTION_TOKENS]
+    w = tokenizer(window, add_special_tokens=False, return_offsets_mapping=True)
+    wid = w["input_ids"][:MAX_WINDOW_TOKENS]
+    offs = [(int(a), int(b)) for a, b in w["offset_mapping"][: len(wid)]]
+    bos, eos = int(tokenizer.bos_token_id), int(tokenizer.eos_token_id)
+    ids = [bos, *q, eos, eos, *wid, eos]
+    return Feature(ids, len(q) + 3, offs)
+
+
+def label(feat: Feature, ans_start: int | None, ans_end: int | None) -> Feature:
+    """Start/end token labels of an answer given in window character offsets; 0 (no answer) if outside."""
+    feat.start_label = feat.end_label = 0
+    if ans_start is None or ans_end is None:
+        return feat
+    s = e = None
+    for k, (a, b) in enumerate(feat.offsets):
+        if s is None and b > ans_start:
+            s = k
+        if a < ans_end:
+            e = k
+    if s is None or e is None or e < s or feat.offsets[-1][1] < ans_end:
+        return feat  # answer truncated away: a no-answer example
+    feat.start_label, feat.end_label = feat.ctx_start + s, feat.ctx_start + e
+    return feat
+
+
+def pad(feats: list[Feature], pad_id: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    n = max(len(f.ids) for f in feats)
+    ids = np.full((len(feats), n), pad_id, dtype=np.int64)
+    mask = np.zeros((len(feats), n), dtype=np.int64)
+    for i, f in enumerate(feats):
+        ids[i, : len(f.ids)] = f.ids
+        mask[i, : len(f.ids)] = 1
+    return ids, mask
+
+
+_TRIM = " \t\n.,;:!?»«\"'()[]"
+
+
+def _trim(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a] in _TRIM:
+        a += 1
+    while b > a and text[b - 1] in _TRIM:
+        b -= 1
+    # keep a closing bracket or quote that the span opened
+    for o, c in (("(", ")"), ("«", "»"), ("[", "]")):
+        if o in text[a:b] and c not in text[a:b] and b < len(text) and text[b] == c:
+            b += 1
+    return a, b
+
+
+def decode(
+    feat: Feature, start_logits: np.ndarray, end_logits: np.ndarray, window: str
+) -> tuple[int, int, float, float]:
+    """Best (char start, char end, span logit, null logit) inside the window text."""
+    n = len(feat.offsets)
+    s = start_logits[feat.ctx_start : feat.ctx_start + n].astype(np.float64)
+    e = end_logits[feat.ctx_start : feat.ctx_start + n].astype(np.float64)
+    null = float(start_logits[0] + end_logits[0])
+    # score[i, j] = s[i] + e[j] for i ≤ j < i + MAX_ANSWER_TOKENS
+    m = s[:, None] + e[None, :]
+    i_idx, j_idx = np.indices(m.shape)
+    m[(j_idx < i_idx) | (j_idx - i_idx >= MAX_ANSWER_TOKENS)] = -np.inf
+    k = int(np.argmax(m))
+    i, j = divmod(k, n)
+    a, b = _trim(window, feat.offsets[i][0], feat.offsets[j][1])
+    if b <= a:  # only punctuation: keep the raw token span
+        a, b = feat.offsets[i][0], feat.offsets[j][1]
+    return _with_article(window, a), b, float(m[i, j]), null
+
+
+_ARTICLE = re.compile(r"(?:^|[\s«(\"])((?:le|la|les|un|une|des)\s+|l['’])$", re.I)
+
+
+def _with_article(text: str, a: int) -> int:
+    """Start the span at the article before it: « des activistes », not « activistes ».
+
+    PIAF's annotators often leave the article out and the reader learnt that, but an answer
+    reads as a noun phrase; EM/F1 ignore articles, so this changes no figure.
+    """
+    m = _ARTICLE.search(text[max(0, a - 8) : a])
+    return a - len(m.group(1)) if m else a
+
+
+# -- the network -------------------------------------------------------------------------------
+
+
+def build_net(n_layers: int = 12, hidden: int = 384, heads: int = 12, ff: int = 1536, vocab: int = 250037) -> Any:
+    """A BERT encoder (the e5 layout) with a start/end head, in plain PyTorch.
+
+    Written out rather than taken from transformers so the frozen lower layers can be run once
+    and cached during training (``lower``/``upper``) and the whole graph exports to ONNX as is.
+    """
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Layer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q, self.k, self.v, self.ao = (nn.Linear(hidden, hidden) for _ in range(4))
+            self.aln, self.oln = nn.LayerNorm(hidden, eps=1e-12), nn.LayerNorm(hidden, eps=1e-12)
+            self.fi, self.fo = nn.Linear(hidden, ff), nn.Linear(ff, hidden)
+            self.drop = nn.Dropout(0.1)
+
+        def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            b, t, _ = x.shape
+            d = hidden // heads
+
+            def split(y: torch.Tensor) -> torch.Tensor:
+                return y.view(b, t, heads, d).transpose(1, 2)
+
+            att = F.scaled_dot_product_attention(
+                split(self.q(x)), split(self.k(x)), split(self.v(x)), attn_mask=bias.to(x.dtype)
+            )
+            att = att.transpose(1, 2).reshape(b, t, hidden)
+            h = self.aln(x + self.drop(self.ao(att)))
+            return self.oln(h + self.drop(self.fo(F.gelu(self.fi(h)))))
+
+    class ReaderNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.word = nn.Embedding(vocab, hidden)
+            self.pos = nn.Embedding(512, hidden)
+            self.ttype = nn.Embedding(2, hidden)
+            self.eln = nn.LayerNorm(hidden, eps=1e-12)
+            self.layers = nn.ModuleList(Layer() for _ in range(n_layers))
+            self.qa = nn.Linear(hidden, 2)
+
+        @staticmethod
+        def bias(mask: torch.Tensor) -> torch.Tensor:
+            return ((1.0 - mask[:, None, None, :].float()) * -1e4).float()
+
+        def lower(self, ids: torch.Tensor, mask: torch.Tensor, upto: int) -> torch.Tensor:
+            pos = torch.arange(ids.shape[1], device=ids.device)[None, :]
+            x = self.eln(self.word(ids) + self.pos(pos) + self.ttype.weight[0])
+            bias = self.bias(mask)
+            for layer in self.layers[:upto]:
+                x = layer(x, bias)
+            return x
+
+        def upper(self, x: torch.Tensor, mask: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+            bias = self.bias(mask)
+            for layer in self.layers[start:]:
+                x = layer(x, bias)
+            logits = self.qa(x).float()
+            neg = (1.0 - mask.float()) * -1e4
+            return logits[..., 0] + neg, logits[..., 1] + neg
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.upper(self.lower(ids, mask, 0), mask, 0)
+
+    return ReaderNet()
+
+
+_BERT_NAMES = {
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
+}
+
+
+def from_bert_state(bert: dict[str, Any]) -> dict[str, Any]:
+    """Map a transformers BertModel state dict (the converted e5 folder) onto ReaderNet names."""
+    bert = {k.removeprefix("bert."): v for k, v in bert.items()}
+    out = {
+        "word.weight": bert["embeddings.word_embeddings.weight"],
+        "pos.weight": bert["embeddings.position_embeddings.weight"],
+        "ttype.weight": bert["embeddings.token_type_embeddings.weight"],
+        "eln.weight": bert["embeddings.LayerNorm.weight"],
+        "eln.bias": bert["embeddings.LayerNorm.bias"],
+    }
+    i = 0
+    while f"encoder.layer.{i}.attention.self.query.weight" in bert:
+        for short, long in _BERT_NAMES.items():
+            for p in ("weight", "bias"):
+                out[f"layers.{i}.{short}.{p}"] = bert[f"encoder.layer.{i}.{long}.{p}"]
+        i += 1
+    return out
+
+
+FORMAT = "salon-reader-2"
+
+
+def pack(state: dict[str, Any], base: dict[str, Any], trained_layers: int, n_layers: int = 12) -> dict[str, Any]:
+    """What ships: trained matrices as int8 deltas over ``base`` (per-row scale), the rest as is.
+
+    A fine-tuned matrix moves little from e5's, so its delta quantises with an error far under
+    the delta itself: 12 layers fit in ~21 MB where fp16 copies would take 42 MB.
+    """
+    import torch
+
+    out: dict[str, Any] = {}
+    first = n_layers - trained_layers
+    for k, v in state.items():
+        v = v.detach().float()
+        if k.startswith("qa."):
+            out[k] = v.contiguous()
+        elif any(k.startswith(f"layers.{i}.") for i in range(first, n_layers)):
+            if v.ndim == 2:
+                d = v - base[k].float()
+                scale = d.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+                out[k + ".dq"] = torch.round(d / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+                out[k + ".scale"] = scale.contiguous()
+            else:
+                out[k] = v.to(torch.float16).contiguous()
+    return out
+
+
+def unpack(packed: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """The trained tensors back in ReaderNet names (float32), given the e5 weights ``base``."""
+    out: dict[str, Any] = {}
+    for k, v in packed.items():
+        if k.endswith(".scale"):
+            continue
+        if k.endswith(".dq"):
+            name = k.removesuffix(".dq")
+            out[name] = base[name].float() + v.float() * packed[name + ".scale"].float()[:, None]
+        else:
+            out[k] = v.float()
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_meta(artifact_dir: Path = ARTIFACT_DIR) -> dict[str, Any]:
+    """The artifact's metadata, after checking the weights against their recorded sha256."""
+    meta_path, weights = artifact_dir / META, artifact_dir / WEIGHTS
+    if not meta_path.is_file() or not weights.is_file():
+        raise ReaderError(
+            f"reader artifact missing in {artifact_dir} (expected {WEIGHTS} and {META}); "
+            "retrain with `python -m search.reader_train ../shared/eval/piaf-dev`"
+        )
+    try:
+        meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ReaderError(f"reader metadata {meta_path} is not valid JSON: {exc}") from exc
+    got = sha256_file(weights)
+    if got != meta.get("sha256"):
+        raise ReaderError(f"reader weights {weights} are damaged: sha256 {got[:16]}… ≠ expected {meta.get('sha256')!r}")
+    return meta
+
+
+# -- calibration -------------------------------------------------------------------------------
+
+
+def calibration_features(score: float, order: int, sentence_conf: float) -> list[float]:
+    """What the answer confidence is fitted on: the span's margin over no-answer, the window's
+    order among those read, and the sentence heuristic's confidence (as a logit) for the
+    window's sentence. The reader alone separates right from wrong spans poorly; with the
+    sentence evidence beside it the two disagree in useful ways."""
+    p = min(max(sentence_conf, 1e-6), 1 - 1e-6)
+    return [score, float(order), math.log(p / (1 - p))]
+
+
+def confidence(features: list[float], cal: dict[str, Any]) -> float:
+    """Calibrated probability that the answer is right (``fit_logistic`` weights)."""
+    w, b = cal.get("weights", [1.0, 0.0, 0.0]), float(cal.get("bias", 0.0))
+    z = b + sum(wi * xi for wi, xi in zip(w, features, strict=True))
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50) -> tuple[list[float], float]:
+    """Weights and bias of a logistic regression (Newton's method; a handful of features)."""
+    X = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
+    w = np.zeros(X.shape[1])
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(X @ w, -50, 50)))
+        g = X.T @ (p - y) + l2 * np.r_[w[:-1], 0]
+        h = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(len(w))
+        step = np.linalg.solve(h, g)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return [round(float(v), 5) for v in w[:-1]], round(float(w[-1]), 5)
+
+
+# -- the reader --------------------------------------------------------------------------------
+
+
+class Reader:
+    """Loaded once (with the engine); ``read`` is thread-safe."""
+
+    def __init__(self, net: Any, tokenizer: Any, meta: dict[str, Any], runtime: str = "torch") -> None:
+        self.net = net
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.runtime = runtime
+        self.calibration: dict[str, Any] = meta.get("calibration", {})
+        self.threshold = float(self.calibration.get("threshold", 0.5))
+        self.session: Any = None
+        self.bf16 = False  # PyTorch path only (training-time evaluation)
+
+    @classmethod
+    def load(
+        cls,
+        bert_state: dict[str, Any],
+        tokenizer: Any,
+        model_id: str,
+        artifact_dir: Path = ARTIFACT_DIR,
+        onnx_dir: Path | None = None,
+        int8: bool = False,
+    ) -> Reader:
+        """Build the reader over the e5 weights in ``bert_state``; raises ReaderError when it cannot."""
+        from safetensors.torch import load_file
+
+        meta = read_meta(artifact_dir)
+        if meta.get("base_model_id") != model_id:
+            raise ReaderError(
+                f"the reader was trained over {meta.get('base_model_id')!r}, the engine runs {model_id!r}"
+            )
+        import torch
+
+        with torch.device("meta"):  # no second copy of the embedding table: share the engine's
+            net = build_net()
+        if meta.get("format") != FORMAT:
+            raise ReaderError(f"reader artifact format {meta.get('format')!r} is not {FORMAT!r}; retrain it")
+        state = from_bert_state(bert_state)
+        state.update(unpack(load_file(str(artifact_dir / WEIGHTS)), state))
+        missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
+        if missing or unexpected:
+            raise ReaderError(
+                f"reader weights do not fit the network (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        reader = cls(net, tokenizer, meta)
+        if not reader.calibration.get("weights"):
+            print(
+                "salon: warning: the reader has no fitted confidence; run `salon eval … --fit-reader`", file=sys.stderr
+            )
+        if onnx_dir is not None:
+            try:
+                reader._onnx(onnx_dir, int8)
+            except Exception as exc:  # ONNX Runtime is a speed-up; PyTorch gives the same spans
+                print(f"salon: warning: reader runs on PyTorch (ONNX path unavailable: {exc})", file=sys.stderr)
+        return reader
+
+    def _onnx(self, onnx_dir: Path, int8: bool = False) -> None:
+        import os
+        import warnings
+
+        import onnxruntime as ort
+        import torch
+
+        path = onnx_dir / f"reader-{self.meta['sha256'][:16]}.onnx"
+        if not path.is_file():
+            print(f"salon: exporting the reader to ONNX ({path.name}, once, ~20 s)…", file=sys.stderr)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            feat = encode(self.tokenizer, "qui a critiqué Salesforce ?", "Des activistes ont critiqué le contrat.")
+            ids, mask = pad([feat])
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    self.net,
+                    (torch.from_numpy(ids), torch.from_numpy(mask)),
+                    str(tmp),
+                    input_names=["input_ids", "attention_mask"],
+                    output_names=["start", "end"],
+                    dynamic_axes={
+                        "input_ids": {0: "batch", 1: "tokens"},
+                        "attention_mask": {0: "batch", 1: "tokens"},
+                        "start": {0: "batch", 1: "tokens"},
+                        "end": {0: "batch", 1: "tokens"},
+                    },
+                    opset_version=17,
+                    dynamo=False,
+                )
+            os.replace(tmp, path)
+        if int8:  # weights of the matrix products in int8, activations quantised per call
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            q = path.with_name(path.stem + "-int8.onnx")
+            if not q.is_file():
+                tmp = q.with_suffix(f".tmp{os.getpid()}")
+                quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+                os.replace(tmp, q)
+            path = q
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        # The exported graph must read like the PyTorch one: the same logits in fp32; in int8,
+        # logits within 2 (about 1 seen on the shipped reader; its F1 cost is in docs/quality.md).
+        probes = [encode(self.tokenizer, q, w) for q, w in _PROBES]
+        for f in probes:
+            ids, mask = pad([f])
+            ws, we = self._logits_torch(ids, mask)
+            gs, ge = (np.asarray(x) for x in session.run(None, {"input_ids": ids, "attention_mask": mask}))
+            diff = float(max(np.abs(gs - ws).max(), np.abs(ge - we).max()))
+            if diff > (2.0 if int8 else 1e-2):
+                raise ReaderError(f"ONNX and PyTorch readers disagree (logits differ by {diff:.3f}); delete {path}")
+        self.session = session
+        self.runtime = "onnx-int8" if int8 else "onnx"
+
+    def _logits_torch(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import contextlib
+
+        import torch
+
+        amp = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        with torch.inference_mode(), amp:
+            s, e = self.net(torch.from_numpy(ids), torch.from_numpy(mask))
+        return s.float().numpy(), e.float().numpy()
+
+    def logits(self, feats: list[Feature]) -> tuple[np.ndarray, np.ndarray]:
+        ids, mask = pad(feats)
+        if self.session is not None:
+            s, e = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            return np.asarray(s), np.asarray(e)
+        return self._logits_torch(ids, mask)
+
+    def read(self, question: str, windows: list[Window]) -> list[ReadSpan]:
+        """The best span of every window, in window order (uncalibrated: see ``confidence``)."""
+        if not windows:
+            return []
+        feats = [encode(self.tokenizer, question, w.text) for w in windows]
+        starts, ends = self.logits(feats)
+        out = []
+        for k, (w, f) in enumerate(zip(windows, feats, strict=True)):
+            a, b, span, null = decode(f, starts[k], ends[k], w.text)
+            out.append(ReadSpan(k, w.offset + a, w.offset + b, w.text[a:b], span - null, span, null))
+        return out
+
+
+def normalize_answer(s: str) -> str:
+    """Lower-cased, accent-folded words without French articles (SQuAD-style comparison)."""
+    from indexer.analysis import fold
+
+    s = fold(s)
+    s = re.sub(r"\b(le|la|les|l|un|une|des|du|de|d)\b", " ", s)
+    return " ".join(re.findall(r"\w+", s))

@@ -1,0 +1,445 @@
+"""Train the extractive reader on PIAF: ``python -m search.reader_train ../shared/eval/piaf-dev``.
+
+Data: PIAF dev (passages + questions, MIT), split by a fixed hash of the article title into
+train / calib / test (``split_of``): the reader is trained on train articles only, its
+confidence is calibrated on calib articles, and figures are reported on test articles.
+
+Examples are windows shaped like the ones read at query time (a sentence plus neighbours,
+``reader.window_around``): per question, a window holding the answer, a window of the same
+passage without it, and a window around the best-matching sentence of a BM25-retrieved
+passage of another article (the reader learns to abstain). Windows are drawn afresh every
+epoch. The top 8 encoder layers and the head are trained (layer-wise learning-rate decay), the
+lower 4 and the embeddings stay e5's; the calib questions pick the best epoch. About 30 minutes
+on 2 cores; then fit the answer confidence with
+``salon eval ../shared/eval/piaf-dev --mode hybrid --split calib --fit-reader``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search import reader as R
+from search.evaluate import SPLITS, split_of
+
+
+@dataclass
+class Passage:
+    id: str
+    title: str
+    text: str
+    sentences: list[tuple[int, int]]
+
+
+@dataclass
+class QA:
+    qid: str
+    question: str
+    passage: str
+    answers: list[tuple[str, int]]  # (text, char start in the passage)
+
+
+def load_piaf(folder: Path) -> tuple[dict[str, Passage], list[QA]]:
+    from indexer.chunking import split_sentences
+
+    passages: dict[str, Passage] = {}
+    with (folder / "passages.jsonl").open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    for p in rows:
+        sents = [(s.start, s.end) for s in split_sentences(p["text"])] or [(0, len(p["text"]))]
+        passages[str(p["id"])] = Passage(str(p["id"]), p.get("title") or "", p["text"], sents)
+    qas = []
+    with (folder / "questions.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            q = json.loads(line)
+            pid = str(q["passage_id"])
+            if pid not in passages:
+                continue
+            text = passages[pid].text
+            answers = [
+                (a["text"], int(a["answer_start"]))
+                for a in q.get("answers", [])
+                if text[int(a["answer_start"]) : int(a["answer_start"]) + len(a["text"])] == a["text"]
+            ]
+            if answers:
+                qas.append(QA(str(q["qid"]), q["question"], pid, answers))
+    return passages, qas
+
+
+def _contains_answer(window: str, qa: QA) -> bool:
+    w = R.normalize_answer(window)
+    return any(R.normalize_answer(a) and f" {R.normalize_answer(a)} " in f" {w} " for a, _ in qa.answers)
+
+
+def make_examples(
+    passages: dict[str, Passage], qas: list[QA], rng: random.Random, negatives: int = 2
+) -> list[tuple[QA, str, int | None, int | None, str]]:
+    """(question, window text, answer start, answer end in the window or None, kind) per example."""
+    import bm25s
+
+    from indexer.analysis import analyze
+
+    pids = sorted(
+        {qa.passage for qa in qas}
+        | {p for p in passages if passages[p].title in {passages[qa.passage].title for qa in qas}}
+    )
+    bm = bm25s.BM25(method="lucene")
+    bm.index([analyze(passages[p].text) or ["\x00empty"] for p in pids], show_progress=False)
+    out: list[tuple[QA, str, int | None, int | None, str]] = []
+    for qa in qas:
+        p = passages[qa.passage]
+        text, a0 = qa.answers[0][0], qa.answers[0][1]
+        a1 = a0 + len(text)
+        wins = [R.window_around(p.sentences, c) for c in range(len(p.sentences))]
+        holding = [w for w in wins if w[0] <= a0 and a1 <= w[1]]
+        centre = next((c for c, (s, e) in enumerate(p.sentences) if s <= a0 < e), None)
+        if centre is not None and p.sentences[centre][0] <= a0 and a1 <= wins[centre][1] and rng.random() < 0.7:
+            pos = wins[centre]
+        elif holding:
+            pos = rng.choice(holding)
+        else:
+            pos = (min(s for s, _ in p.sentences), max(e for _, e in p.sentences))
+        out.append((qa, p.text[pos[0] : pos[1]], a0 - pos[0], a1 - pos[0], "pos"))
+        if negatives < 1:
+            continue
+        same = [w for w in wins if not (w[0] < a1 and a0 < w[1])]
+        same += [s for s in p.sentences if not (s[0] < a1 and a0 < s[1])]
+        same = [w for w in same if not _contains_answer(p.text[w[0] : w[1]], qa)]
+        # With one negative per question, half are windows of the same passage, half retrieved.
+        want_other = negatives >= 2 or rng.random() < 0.5 or not same
+        if same and (negatives >= 2 or not want_other):
+            w = rng.choice(same)
+            out.append((qa, p.text[w[0] : w[1]], None, None, "same"))
+        if not want_other:
+            continue
+        terms = analyze(qa.question)
+        scores = np.asarray(bm.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(pids), np.float32)
+        order = [pids[i] for i in np.argsort(-scores, kind="stable")[:6] if pids[i] != qa.passage]
+        for other in rng.sample(order[:3], k=min(len(order[:3]), max(1, negatives - 1))):
+            o = passages[other]
+            qset = set(terms)
+            best = max(
+                range(len(o.sentences)),
+                key=lambda c: len(qset & set(analyze(o.text[o.sentences[c][0] : o.sentences[c][1]]))),
+            )
+            w = R.window_around(o.sentences, best)
+            wt = o.text[w[0] : w[1]]
+            if not _contains_answer(wt, qa):
+                out.append((qa, wt, None, None, "other"))
+    return out
+
+
+def featurize(tokenizer: Any, examples: list[tuple[QA, str, int | None, int | None, str]]) -> list[R.Feature]:
+    feats = []
+    for qa, window, a, b, kind in examples:
+        f = R.label(R.encode(tokenizer, qa.question, window), a, b)
+        f.meta = {"qid": qa.qid, "kind": kind}
+        feats.append(f)
+    return feats
+
+
+def load_base(settings: Any = None) -> tuple[dict[str, Any], Any, str]:
+    """The e5 weights (a BertModel state dict), its tokenizer, and the model id Salon records."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from indexer.model import resolve_model
+    from indexer.settings import Settings
+
+    info = resolve_model(settings or Settings())
+    folder = info.path / "0_Transformer"
+    return load_file(str(folder / "model.safetensors")), AutoTokenizer.from_pretrained(str(folder)), info.model_id
+
+
+def _batches(lengths: list[int], batch: int, rng: random.Random) -> list[list[int]]:
+    # Similar lengths together (little padding), batches in random order.
+    idx = sorted(range(len(lengths)), key=lambda i: lengths[i] + rng.random() * 8)
+    out = [idx[i : i + batch] for i in range(0, len(idx), batch)]
+    rng.shuffle(out)
+    return out
+
+
+def train(
+    net: Any,
+    epoch_feats: Callable[[int], list[R.Feature]],
+    train_layers: int = 8,
+    epochs: int = 3,
+    batch: int = 32,
+    lr: float = 2.5e-4,
+    head_lr: float = 1e-3,
+    layer_decay: float = 0.85,
+    seed: int = 13,
+    bf16: bool = True,
+    max_steps: int | None = None,
+    log: Callable[[str], None] = print,
+    on_epoch: Callable[[int], float] | None = None,
+) -> list[float]:
+    """Fine-tune the top ``train_layers`` layers and the head; returns the loss of every step.
+
+    ``epoch_feats(e)`` gives epoch ``e``'s windows (drawn afresh each epoch: another window around
+    the answer, other negatives), so a small question set is not memorised window by window.
+    Lower layers learn slower than upper ones (``layer_decay`` per layer down), the usual remedy
+    for fine-tuning on few examples. If ``on_epoch`` returns a validation score, the best
+    epoch's weights are kept (early stopping without a second run).
+    """
+    import contextlib
+
+    import torch
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    n_layers = len(net.layers)
+    first = n_layers - train_layers
+    for name, p in net.named_parameters():
+        p.requires_grad_(name.startswith("qa.") or any(name.startswith(f"layers.{i}.") for i in range(first, n_layers)))
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    groups: list[dict[str, Any]] = [{"params": list(net.qa.parameters()), "lr": head_lr}]
+    for i in range(first, n_layers):
+        groups.append({"params": list(net.layers[i].parameters()), "lr": lr * layer_decay ** (n_layers - 1 - i)})
+    opt = torch.optim.AdamW(groups, weight_decay=0.01)
+    feats = epoch_feats(0)
+    per_epoch = math.ceil(len(feats) / batch)
+    total = max_steps or max(1, per_epoch * epochs)
+    warm = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (total - s) / max(1, total - warm))
+    )
+    losses: list[float] = []
+    step = epoch = seen = 0
+    best: tuple[float, dict[str, Any]] | None = None
+    t0 = time.perf_counter()
+    while step < total:
+        if epoch > 0:
+            feats = epoch_feats(epoch)
+        lengths = [len(f.ids) for f in feats]
+        net.train()
+        for idx in _batches(lengths, batch, rng):
+            if step >= total:
+                break
+            ids_np, mask_np = R.pad([feats[i] for i in idx])
+            ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
+            ys = torch.tensor([feats[i].start_label for i in idx])
+            ye = torch.tensor([feats[i].end_label for i in idx])
+            with amp():
+                if first > 0:
+                    with torch.no_grad():
+                        x = net.lower(ids, mask, first)
+                else:
+                    x = net.lower(ids, mask, 0)
+                s, e = net.upper(x, mask, first)
+            loss = (
+                torch.nn.functional.cross_entropy(s.float(), ys) + torch.nn.functional.cross_entropy(e.float(), ye)
+            ) / 2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            seen += int(mask.sum())
+            if step % 25 == 0 or step == total:
+                el = time.perf_counter() - t0
+                log(
+                    f"step {step}/{total} loss {np.mean(losses[-25:]):.3f} "
+                    f"({seen / el:.0f} tokens/s, {el / 60:.1f} min)"
+                )
+        epoch += 1
+        net.eval()
+        if on_epoch is not None:
+            score = on_epoch(epoch)
+            if best is None or score > best[0]:
+                best = (
+                    score,
+                    {
+                        k: v.detach().clone()
+                        for k, v in net.state_dict().items()
+                        if not k.startswith(("word.", "pos.", "ttype.", "eln."))
+                    },
+                )
+                log(f"epoch {epoch} is the best so far ({score:.4f})")
+    if best is not None:
+        net.load_state_dict(best[1], strict=False)
+    net.eval()
+    return losses
+
+
+# -- evaluation on gold passages -----------------------------------------------------------------
+
+
+def f1_score(pred: str, gold: str) -> float:
+    p, g = R.normalize_answer(pred).split(), R.normalize_answer(gold).split()
+    if not p or not g:
+        return float(p == g)
+    common = sum(min(p.count(w), g.count(w)) for w in set(p))
+    if common == 0:
+        return 0.0
+    prec, rec = common / len(p), common / len(g)
+    return 2 * prec * rec / (prec + rec)
+
+
+def best_em_f1(pred: str, golds: list[str]) -> tuple[float, float]:
+    em = float(any(R.normalize_answer(pred) == R.normalize_answer(g) for g in golds))
+    return em, max(f1_score(pred, g) for g in golds)
+
+
+def gold_passage_eval(reader: R.Reader, passages: dict[str, Passage], qas: list[QA]) -> dict[str, float]:
+    """Reader alone: every sentence window of the gold passage, best span across them (never abstains)."""
+    em = f1 = 0.0
+    for qa in qas:
+        p = passages[qa.passage]
+        wins = R.cover(p.sentences)
+        spans = reader.read(qa.question, [R.Window(p.text[a:b], a) for a, b in wins])
+        best = max(spans, key=lambda s: s.span_logit)
+        e, f = best_em_f1(best.text, [a for a, _ in qa.answers])
+        em += e
+        f1 += f
+    n = max(1, len(qas))
+    return {"em": round(em / n, 4), "f1": round(f1 / n, 4), "questions": len(qas)}
+
+
+def write_calibration(cal: dict[str, Any], fitted_on: str, artifact_dir: Path = R.ARTIFACT_DIR) -> Path:
+    """Store a refitted confidence in the reader's metadata (the weights, and their sha256, stay)."""
+    R.read_meta(artifact_dir)  # refuse to annotate a damaged artifact
+    path = artifact_dir / R.META
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["calibration"] = {**cal, "fitted_on": fitted_on}
+    path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def save_artifact(
+    net: Any, base: dict[str, Any], train_layers: int, meta: dict[str, Any], dest: Path
+) -> dict[str, Any]:
+    """Write the packed weights (``reader.pack``) and their metadata, sha256 included."""
+    from safetensors.torch import save_file
+
+    packed = R.pack(net.state_dict(), base, train_layers, len(net.layers))
+    dest.mkdir(parents=True, exist_ok=True)
+    save_file(packed, str(dest / R.WEIGHTS), metadata={"format": R.FORMAT})
+    meta = {**meta, "format": R.FORMAT, "sha256": R.sha256_file(dest / R.WEIGHTS), "trained_layers": train_layers}
+    (dest / R.META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", type=Path, help="PIAF-like folder (passages.jsonl + questions.jsonl)")
+    ap.add_argument("--out", type=Path, default=R.ARTIFACT_DIR)
+    ap.add_argument("--layers", type=int, default=8, help="top encoder layers fine-tuned (12: all)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2.5e-4, help="learning rate of the top layer")
+    ap.add_argument("--layer-decay", type=float, default=0.85, help="learning-rate factor per layer down")
+    ap.add_argument(
+        "--negatives",
+        type=int,
+        default=1,
+        help="no-answer windows per question (1: same passage or retrieved, at random)",
+    )
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--limit", type=int, default=None, help="train on the first N training questions")
+    ap.add_argument("--eval-limit", type=int, default=200, help="calib questions read after each epoch (best kept)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-save", action="store_true")
+    ap.add_argument("--checkpoints", type=Path, default=None, help="also save the artifact after every epoch here")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t_start:7.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    passages, qas = load_piaf(args.data)
+    by_split: dict[str, list[QA]] = {k: [] for k in SPLITS}
+    for qa in qas:
+        by_split[split_of(passages[qa.passage].title)].append(qa)
+    log("questions per split: " + ", ".join(f"{k} {len(v)}" for k, v in by_split.items()))
+    train_qas = by_split["train"][: args.limit] if args.limit else by_split["train"]
+    state, tokenizer, model_id = load_base()
+    base = R.from_bert_state(state)
+    kinds: dict[str, int] = {}
+
+    def epoch_feats(epoch: int) -> list[R.Feature]:
+        feats = featurize(
+            tokenizer, make_examples(passages, train_qas, random.Random(args.seed * 1000 + epoch), args.negatives)
+        )
+        kinds.update({k: sum(1 for f in feats if f.meta["kind"] == k) for k in ("pos", "same", "other")})
+        log(f"epoch {epoch + 1}: {len(feats)} training windows {kinds}, {sum(len(f.ids) for f in feats)} tokens")
+        return feats
+
+    net = R.build_net()
+    net.load_state_dict(base, strict=False)
+    reader = R.Reader(net, tokenizer, {"calibration": {}})
+    bf16 = torch.backends.mkldnn.is_available()
+    reader.bf16 = bf16
+    calib = by_split["calib"][: args.eval_limit]
+    history: list[dict[str, Any]] = []
+
+    def on_epoch(epoch: int) -> float:
+        m = gold_passage_eval(reader, passages, calib)
+        history.append({"epoch": epoch, **m})
+        log(f"epoch {epoch}: calib (gold passage, {len(calib)} questions) {m}")
+        if args.checkpoints:
+            save_artifact(
+                net, base, args.layers, {"base_model_id": model_id, "epoch": epoch}, args.checkpoints / f"epoch-{epoch}"
+            )
+        return m["f1"]
+
+    losses = train(
+        net,
+        epoch_feats,
+        args.layers,
+        args.epochs,
+        args.batch,
+        args.lr,
+        layer_decay=args.layer_decay,
+        seed=args.seed,
+        bf16=bf16,
+        max_steps=args.max_steps,
+        log=log,
+        on_epoch=on_epoch if calib else None,
+    )
+    log(f"loss first 20 steps {np.mean(losses[:20]):.3f} → last 20 {np.mean(losses[-20:]):.3f}")
+    if args.no_save:
+        return
+    metrics = {k: gold_passage_eval(reader, passages, by_split[k]) for k in ("calib", "test")}
+    log(f"gold-passage reader: {metrics}")
+    meta = {
+        "base_model_id": model_id,
+        "data": "PIAF dev (../shared/eval/piaf-dev, MIT, DINUM/Etalab)",
+        "split": "sha256(title) % 100: train < 75 ≤ calib < 85 ≤ test",
+        # the flags that shape the weights (not where files go)
+        "command": "python -m search.reader_train ../shared/eval/piaf-dev "
+        + " ".join(a for a in (argv or sys.argv[2:]) if "/" not in a and a not in ("--out", "--checkpoints")),
+        "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("data", "out", "no_save", "checkpoints")},
+        "training_windows": kinds,
+        "training_seconds": round(time.perf_counter() - t_start),
+        "epochs": history,
+        "gold_passage": metrics,
+        "calibration": {},
+    }
+    meta = save_artifact(net, base, args.layers, meta, args.out)
+    size = (args.out / R.WEIGHTS).stat().st_size / 1e6
+    log(f"wrote {args.out / R.WEIGHTS} ({size:.1f} MB, sha256 {str(meta['sha256'])[:16]}…)")
+
+
+if __name__ == "__main__":
+    main()

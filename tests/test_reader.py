@@ -1,0 +1,148 @@
+"""The extractive reader: spans in article offsets, abstention, a damaged artifact, a tiny training run.
+
+The engine fixture runs with default settings, so these tests exercise the shipped artifact as
+search serves it (ONNX Runtime, int8), not a test copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from search import reader as R
+
+pytestmark = pytest.mark.model
+
+ACTIVISTS = "des activistes critiquant le récent contrat"
+
+
+def test_the_reader_is_on_by_default(engine) -> None:  # type: ignore[no-untyped-def]
+    assert engine.answers.reader is not None, engine.answers.reader_error
+    assert engine.answers.reader.runtime == "onnx-int8"
+
+
+def test_salesforce_span_inside_its_sentence(engine) -> None:  # type: ignore[no-untyped-def]
+    res = engine.search("qui a critiqué Salesforce ?", k=5)
+    a = res.answer
+    assert a is not None and a.span is not None
+    assert a.span_text == "des activistes"
+    art = engine.article(a.doc_id)
+    assert art.text[a.span[0] : a.span[1]] == a.span_text
+    assert art.text[a.start : a.end] == a.text
+    assert a.start <= a.span[0] < a.span[1] <= a.end and ACTIVISTS in a.text
+
+
+def test_english_question_gets_the_french_span(engine) -> None:  # type: ignore[no-untyped-def]
+    a = engine.search("Who criticized Salesforce?", k=5).answer
+    assert a is not None and a.span_text is not None and "activistes" in a.span_text
+
+
+@pytest.mark.parametrize(
+    "question", ["combien d'exposants au salon du e-marketing ?", "quelle est la recette de la tarte tatin ?"]
+)
+def test_no_answer_in_the_corpus(engine, question: str) -> None:  # type: ignore[no-untyped-def]
+    res = engine.search(question, k=5)
+    assert res.answer is None
+    assert res.results  # abstaining on the answer still returns passages
+
+
+def test_every_question_type_gets_a_span(engine) -> None:  # type: ignore[no-untyped-def]
+    """Spans no longer depend on qui/quand/où/combien patterns: a « pourquoi » gets one too."""
+    saved = engine.settings
+    engine.settings = saved.model_copy(update={"reader_threshold": 0.0})
+    try:
+        a = engine.search("pourquoi des activistes ont-ils critiqué Salesforce ?", k=5).answer
+    finally:
+        engine.settings = saved
+    assert a is not None and a.span is not None and a.span_text
+    art = engine.article(a.doc_id)
+    assert art.text[a.span[0] : a.span[1]] == a.span_text and a.start <= a.span[0] < a.span[1] <= a.end
+
+
+def test_window_and_decode_offsets() -> None:
+    text = "Premier point. Des activistes ont critiqué Salesforce. Troisième phrase ici."
+    spans = [(0, 14), (15, 54), (55, 76)]
+    assert R.window_around(spans, 1) == (0, 76)
+    assert R.window_around(spans, 1, chars=60) == (0, 54)
+    assert R.cover(spans, chars=60) == [(0, 54), (55, 76)]
+
+    class Tok:  # whitespace "tokenizer" with offsets, enough to pin encode/label/decode
+        bos_token_id, eos_token_id = 0, 2
+
+        def __call__(self, text: str, add_special_tokens: bool = False, return_offsets_mapping: bool = False):  # type: ignore[no-untyped-def]
+            import re
+
+            ms = list(re.finditer(r"\S+", text))
+            out: dict[str, list[Any]] = {"input_ids": [5] * len(ms)}
+            if return_offsets_mapping:
+                out["offset_mapping"] = [(m.start(), m.end()) for m in ms]
+            return out
+
+    window = text[15:54]
+    f = R.label(R.encode(Tok(), "qui ?", window), window.index("Des"), window.index(" ont"))
+    assert f.ids[f.start_label] == 5 and f.offsets[f.start_label - f.ctx_start] == (0, 3)
+    start = np.full(len(f.ids), -5.0)
+    end = np.full(len(f.ids), -5.0)
+    start[f.start_label], end[f.end_label] = 3.0, 3.0
+    a, b, span, null = R.decode(f, start, end, window)
+    assert window[a:b] == "Des activistes" and span > null
+
+
+def test_int8_delta_round_trip() -> None:
+    """What ships is the e5 weights plus an int8 delta: unpacking gives the trained weights back."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    base = {"layers.11.q.weight": torch.randn(384, 384, generator=g), "layers.11.q.bias": torch.zeros(384)}
+    trained = {k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in base.items()}
+    trained["qa.weight"] = torch.randn(2, 384, generator=g)
+    packed = R.pack(trained, base, trained_layers=1)
+    assert packed["layers.11.q.weight.dq"].dtype == torch.int8 and "layers.11.q.weight" not in packed
+    back = R.unpack(packed, base)
+    delta = trained["layers.11.q.weight"] - base["layers.11.q.weight"]
+    err = (back["layers.11.q.weight"] - trained["layers.11.q.weight"]).abs().max()
+    assert err <= delta.abs().max() / 127 + 1e-6  # half a quantisation step per row at most, and then some
+    assert torch.equal(back["qa.weight"], trained["qa.weight"])
+
+
+def test_damaged_artifact_is_refused_and_sentences_answer(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from search.answer import AnswerFinder
+
+    bad = tmp_path / "reader_model"
+    shutil.copytree(R.ARTIFACT_DIR, bad)
+    data = bytearray((bad / R.WEIGHTS).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / R.WEIGHTS).write_bytes(bytes(data))
+    eng = copy.copy(engine)
+    eng.settings = engine.settings.model_copy(update={"reader_dir": bad})
+    eng.answers = AnswerFinder(eng)
+    assert eng.answers.reader is None and "damaged" in (eng.answers.reader_error or "")
+    a = eng.search("qui a critiqué Salesforce ?", k=5).answer  # the sentence answer, as before the reader
+    assert a is not None and ACTIVISTS in a.text
+    (bad / R.WEIGHTS).unlink()
+    with pytest.raises(R.ReaderError, match="missing"):
+        R.read_meta(bad)
+
+
+def test_training_on_a_tiny_slice_lowers_the_loss() -> None:
+    """The real training entry points (examples, features, train) on a few PIAF questions."""
+    from search.reader_train import featurize, load_base, load_piaf, make_examples, train
+    from tests.conftest import SHARED
+
+    passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
+    state, tokenizer, _ = load_base()
+    qas = qas[:8]
+    feats = featurize(tokenizer, make_examples(passages, qas, random.Random(0), negatives=1))
+    assert any(f.start_label for f in feats) and any(not f.start_label for f in feats)
+    net = R.build_net()
+    net.load_state_dict(R.from_bert_state(state), strict=False)
+    losses = train(
+        net, lambda _e: feats, train_layers=1, batch=8, lr=1e-3, head_lr=3e-3, max_steps=12, log=lambda _m: None
+    )
+    assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3]) * 0.7
