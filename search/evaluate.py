@@ -338,6 +338,12 @@ def fit_answer_confidence(
         "at_threshold": {"answered": round(pick[1], 4), "precision": round(pick[2], 4), "abstains": round(pick[3], 4)},
         "windows": len(x),
         "positives": int(y.sum()),
+        # the trade-off, for docs and for choosing SALON_READER_THRESHOLD by hand
+        "curve": [
+            {"threshold": t, "answered": round(a, 4), "precision": round(p, 4), "abstains": round(ab, 4)}
+            for t, a, p, ab, _ in rows
+            if round(t * 100) % 10 == 0
+        ],
     }
 
 

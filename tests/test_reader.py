@@ -1,7 +1,7 @@
 """The extractive reader: spans in article offsets, abstention, a damaged artifact, a tiny training run.
 
 The engine fixture runs with default settings, so these tests exercise the shipped artifact as
-search serves it (ONNX Runtime, int8), not a test copy.
+search serves it (ONNX Runtime, fp32), not a test copy.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ACTIVISTS = "des activistes critiquant le récent contrat"
 
 def test_the_reader_is_on_by_default(engine) -> None:  # type: ignore[no-untyped-def]
     assert engine.answers.reader is not None, engine.answers.reader_error
-    assert engine.answers.reader.runtime == "onnx-int8"
+    assert engine.answers.reader.runtime == "onnx"
 
 
 def test_salesforce_span_inside_its_sentence(engine) -> None:  # type: ignore[no-untyped-def]
