@@ -103,7 +103,7 @@ class Reading:
     rank: int  # candidate rank
     sentence_conf: float  # the sentence heuristic's confidence for the centre sentence
     span: ReadSpan
-    features: list[float]
+    features: dict[str, float]  # reader.FEATURES
     conf: float
 
 
@@ -205,13 +205,13 @@ class AnswerFinder:
         self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str], view: StoreView
     ) -> list[Reading]:
         """The reader over windows around the best-scored sentences, best confidence first."""
-        from search.reader import Window, calibration_features, confidence, window_around
+        from search.reader import Window, calibration_features, confidence, normalize_answer, window_around
 
         assert self.reader is not None
         where = {row: (sv, j) for row, _rank, sv, j in self._sentence_rows(cands)}
         scored = self.score_sentences(query, qv, cands, terms)
-        picked: list[tuple[Window, Sentences, int, int, float]] = []
-        for conf, row, rank, _f in scored:
+        picked: list[tuple[Window, Sentences, int, int, float, dict[str, float]]] = []
+        for conf, row, rank, sf in scored:
             sv, j = where[row]
             # a sentence already inside a window read adds nothing
             if any(
@@ -223,13 +223,17 @@ class AnswerFinder:
                 continue
             ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
             text = view.article(sv.article).text
-            picked.append((Window(text[ws:we], ws), sv, j, rank, conf))
+            picked.append((Window(text[ws:we], ws), sv, j, rank, conf, sf))
             if len(picked) >= self.engine.settings.reader_windows:
                 break
         spans = self.reader.read(query, [p[0] for p in picked])
+        # The same answer read in several windows (another passage, another sentence) is
+        # evidence a single window cannot give.
+        said = [normalize_answer(sp.text) for sp in spans]
         out = []
-        for order, (sp, (_w, sv, j, rank, conf)) in enumerate(zip(spans, picked, strict=True)):
-            f = calibration_features(sp.score, order, conf)
+        for order, (sp, (_w, sv, j, rank, conf, sf)) in enumerate(zip(spans, picked, strict=True)):
+            agree = sum(1 for k, t in enumerate(said) if k != order and t and t == said[order])
+            f = calibration_features(sp.score, order, conf, sf, rank, sp.log_prob, agree)
             out.append(Reading(sv, j, rank, conf, sp, f, confidence(f, self.reader.calibration)))
         out.sort(key=lambda r: -r.conf)
         return out

@@ -30,6 +30,10 @@ from indexer.analysis import fold
 from indexer.corpus import Article, CorpusReport
 from indexer.settings import Settings
 
+# Per question, per window the reader read: (reader.FEATURES, the answer's sentence holds a gold
+# answer, span F1).
+Readings = list[list[tuple[dict[str, float], bool, float]]]
+
 
 @dataclass
 class Question:
@@ -158,10 +162,12 @@ def evaluate(
     store: str = "local",
     split: str | None = None,
     fit_reader: bool = False,
+    keep_readings: bool = False,
 ) -> dict[str, Any]:
     """Retrieval and answer figures; with the reader on, also the reader alone on the gold
     article and, for ``split`` questions, how often it abstains when their articles are left
-    out of the index. ``fit_reader`` refits the answer confidence on these questions."""
+    out of the index. ``fit_reader`` refits the answer confidence on these questions
+    (``keep_readings``: and returns what it was fitted on, under ``readings``)."""
     from indexer.build import build_index
     from indexer.model import Embedder
     from search.engine import Engine
@@ -208,12 +214,13 @@ def evaluate(
             out["modes"][mode] = _run_mode(engine, ds, mode, progress)
         has_answers = any(q.answers for q in ds.questions)
         reader = engine.answers.reader
-        if reader is None or not has_answers or "hybrid" not in modes:
+        if not has_answers or "hybrid" not in modes:
             return out
-        out["reader"] = {**_reader_gold(reader, ds, progress), "runtime": reader.runtime}
+        if reader is not None:
+            out["reader"] = {**_reader_gold(reader, ds, progress), "runtime": reader.runtime}
         if split is None:  # every article holds some question's answer: no index can leave them out
             return out
-        present = _readings(engine, ds, progress) if fit_reader else []
+        present = _readings(engine, ds, progress) if fit_reader and reader is not None else []
     # The same questions against an index without their articles: the answer should be "none".
     gold = {q.gold_doc for q in ds.questions}
     titles = {a.title or a.id for a in ds.articles if a.id in gold}
@@ -221,14 +228,15 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="salon-eval-absent-") as tmp:
         build_index(CorpusReport(rest), Path(tmp), embedder, settings, progress=progress)
         engine = Engine.open(Path(tmp), settings, embedder)
-        out["reader"]["absent_documents"] = len(rest)
-        if fit_reader:
+        if present:
             absent = _readings(engine, ds, progress)
             cal = fit_answer_confidence(present, absent)
+            if keep_readings:
+                out["readings"] = {"present": present, "absent": absent}
             out["reader"]["calibration"] = cal
             engine.answers.reader.calibration = cal  # type: ignore[union-attr]
             engine.answers.reader.threshold = cal["threshold"]  # type: ignore[union-attr]
-        out["reader"]["no_answer_abstains"] = _abstains(engine, ds, progress)
+        out["absent"] = {"documents": len(rest), "abstains": _abstains(engine, ds, progress)}
     return out
 
 
@@ -269,7 +277,7 @@ def _abstains(engine: Any, ds: Dataset, progress: bool) -> float:
     return abst / max(1, n)
 
 
-def _readings(engine: Any, ds: Dataset, progress: bool) -> list[list[tuple[list[float], bool, float]]]:
+def _readings(engine: Any, ds: Dataset, progress: bool) -> Readings:
     """Per question, for every window the reader read as search reads them: (confidence
     features, the answer sentence holds a gold answer, span F1)."""
     from indexer.analysis import analyze
@@ -296,12 +304,13 @@ def _readings(engine: Any, ds: Dataset, progress: bool) -> list[list[tuple[list[
 
 
 def fit_answer_confidence(
-    present: list[list[tuple[list[float], bool, float]]],
-    absent: list[list[tuple[list[float], bool, float]]],
+    present: Readings,
+    absent: Readings,
     precision: float = 0.85,
     abstain: float = 0.85,
+    features: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Logistic P(answer right) over the reading features, and the answer threshold.
+    """Logistic P(answer right) over the named reading ``features``, and the answer threshold.
 
     "Right" is what ``answer_precision`` counts: the answer's sentence holds a gold answer.
     Readings from an index without the gold article are wrong by construction. The threshold
@@ -309,14 +318,16 @@ def fit_answer_confidence(
     and abstains on ≥ ``abstain`` of those asked without it; if none does, the one that abstains
     enough with the most questions answered right.
     """
-    from search.reader import confidence, fit_logistic
+    from search.reader import CALIBRATION_FEATURES, confidence, fit_logistic
 
-    x = np.array([f for q in present for f, _, _ in q] + [f for q in absent for f, _, _ in q], dtype=np.float64)
+    names = list(features or CALIBRATION_FEATURES)
+    feats = [f for q in present for f, _, _ in q] + [f for q in absent for f, _, _ in q]
+    x = np.array([[f[n] for n in names] for f in feats], dtype=np.float64).reshape(len(feats), len(names))
     y = np.array([ok for q in present for _, ok, _ in q] + [False] * sum(len(q) for q in absent), np.float64)
     w, b = fit_logistic(x, y)
-    cal: dict[str, Any] = {"weights": w, "bias": b}
+    cal: dict[str, Any] = {"features": names, "weights": w, "bias": b}
 
-    def top(reads: list[tuple[list[float], bool, float]]) -> tuple[float, bool, float]:
+    def top(reads: list[tuple[dict[str, float], bool, float]]) -> tuple[float, bool, float]:
         if not reads:
             return 0.0, False, 0.0
         best = max(reads, key=lambda r: confidence(r[0], cal))
@@ -463,11 +474,11 @@ def format_table(report: dict[str, Any]) -> str:
             f"reader ({r['runtime']}) alone on the gold article: EM {r['gold_em']:.3f} / F1 {r['gold_f1']:.3f} "
             f"({r['gold_questions']} questions)"
         )
-        if "no_answer_abstains" in r:
-            lines.append(
-                f"asked without their article ({r['absent_documents']} documents indexed): "
-                f"abstains {r['no_answer_abstains']:.3f}"
-            )
         if "calibration" in r:
             lines.append(f"answer confidence fitted: {r['calibration']}")
+    if "absent" in report:
+        lines.append(
+            f"asked without their article ({report['absent']['documents']} documents indexed): "
+            f"abstains {report['absent']['abstains']:.3f}"
+        )
     return "\n".join(lines)

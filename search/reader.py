@@ -65,6 +65,7 @@ class ReadSpan:
     score: float  # best span logit sum minus the window's no-answer logit sum
     span_logit: float
     null_logit: float
+    log_prob: float = 0.0  # log P(span) with start and end each a softmax over the window and no-answer
 
 
 @dataclass
@@ -369,19 +370,59 @@ def read_meta(artifact_dir: Path = ARTIFACT_DIR) -> dict[str, Any]:
 # -- calibration -------------------------------------------------------------------------------
 
 
-def calibration_features(score: float, order: int, sentence_conf: float) -> list[float]:
-    """What the answer confidence is fitted on: the span's margin over no-answer, the window's
-    order among those read, and the sentence heuristic's confidence (as a logit) for the
-    window's sentence. The reader alone separates right from wrong spans poorly; with the
-    sentence evidence beside it the two disagree in useful ways."""
+# Everything the answer confidence can be fitted on, by name; a calibration names the ones it
+# uses (``cal["features"]``), so the set is chosen by measurement, not fixed in code.
+FEATURES = (
+    "margin",  # best span's logit sum minus the window's no-answer logit sum
+    "order",  # the window's place among those read (by sentence confidence)
+    "sentence_logit",  # the sentence heuristic's confidence for the window's sentence, as a logit
+    "sim",  # cosine of the question with that sentence
+    "cov",  # share of the question's terms in that sentence
+    "type",  # the sentence holds what the question word asks for (a date for « quand » …)
+    "passage_rank",  # rank of the passage the window comes from
+    "span_log_prob",  # log P(span), start and end each a softmax over the window and no-answer
+    "agreement",  # other windows read that gave the same answer
+)
+DEFAULT_FEATURES = ("margin", "order", "sentence_logit")  # calibrations that name none used these
+# What `salon eval --fit-reader` fits on: chosen with bench/reader_calibration.py (docs/quality.md).
+# Cross-validated on calib, the cosine and term coverage as two features beat the heuristic's
+# single logit of them (answered at precision 0.85: 0.41 against 0.30); rank, span probability
+# and agreement added nothing.
+CALIBRATION_FEATURES = ("margin", "order", "sim", "cov", "type")
+
+
+def calibration_features(
+    score: float,
+    order: int,
+    sentence_conf: float,
+    sentence: dict[str, float] | None = None,
+    rank: int = 0,
+    log_prob: float = 0.0,
+    agreement: int = 0,
+) -> dict[str, float]:
+    """The ``FEATURES`` of one reading. The reader alone separates right from wrong spans
+    poorly; with the retrieval evidence beside it the signals disagree in useful ways."""
     p = min(max(sentence_conf, 1e-6), 1 - 1e-6)
-    return [score, float(order), math.log(p / (1 - p))]
+    sentence = sentence or {}
+    return {
+        "margin": score,
+        "order": float(order),
+        "sentence_logit": math.log(p / (1 - p)),
+        "sim": float(sentence.get("sim", 0.0)),
+        "cov": float(sentence.get("cov", 0.0)),
+        "type": float(sentence.get("type", 0.0)),
+        "passage_rank": float(rank),
+        "span_log_prob": max(log_prob, -30.0),
+        "agreement": float(agreement),
+    }
 
 
-def confidence(features: list[float], cal: dict[str, Any]) -> float:
-    """Calibrated probability that the answer is right (``fit_logistic`` weights)."""
-    w, b = cal.get("weights", [1.0, 0.0, 0.0]), float(cal.get("bias", 0.0))
-    z = b + sum(wi * xi for wi, xi in zip(w, features, strict=True))
+def confidence(features: dict[str, float], cal: dict[str, Any]) -> float:
+    """Calibrated probability that the answer is right (``fit_logistic`` weights over the
+    features the calibration names)."""
+    names = cal.get("features") or DEFAULT_FEATURES
+    w, b = cal.get("weights", [1.0]), float(cal.get("bias", 0.0))
+    z = b + sum(wi * features[n] for wi, n in zip(w, names, strict=False))
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
@@ -546,8 +587,16 @@ class Reader:
         out = []
         for k, (w, f) in enumerate(zip(windows, feats, strict=True)):
             a, b, span, null = decode(f, starts[k], ends[k], w.text)
-            out.append(ReadSpan(k, w.offset + a, w.offset + b, w.text[a:b], span - null, span, null))
+            lp = span - _logsumexp(starts[k], f) - _logsumexp(ends[k], f)
+            out.append(ReadSpan(k, w.offset + a, w.offset + b, w.text[a:b], span - null, span, null, lp))
         return out
+
+
+def _logsumexp(logits: np.ndarray, feat: Feature) -> float:
+    """Over the no-answer position and the window's tokens (the positions a span can take)."""
+    x = np.concatenate([logits[:1], logits[feat.ctx_start : feat.ctx_start + len(feat.offsets)]]).astype(np.float64)
+    m = float(x.max())
+    return m + float(np.log(np.exp(x - m).sum()))
 
 
 def normalize_answer(s: str) -> str:

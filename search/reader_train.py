@@ -8,9 +8,9 @@ Examples are windows shaped like the ones read at query time (a sentence plus ne
 ``reader.window_around``): per question, a window holding the answer, a window of the same
 passage without it, and a window around the best-matching sentence of a BM25-retrieved
 passage of another article (the reader learns to abstain). Windows are drawn afresh every
-epoch. The top 8 encoder layers and the head are trained (layer-wise learning-rate decay), the
-lower 4 and the embeddings stay e5's; the calib questions pick the best epoch. About 30 minutes
-on 2 cores; then fit the answer confidence with
+epoch. All 12 encoder layers and the head are trained (layer-wise learning-rate decay: the top
+layer at ``--lr``, each layer below × 0.85); the embedding table stays e5's; the calib questions
+pick the best epoch. About 33 minutes on 2 cores; then fit the answer confidence with
 ``salon eval ../shared/eval/piaf-dev --mode hybrid --split calib --fit-reader``.
 """
 
@@ -173,7 +173,7 @@ def _batches(lengths: list[int], batch: int, rng: random.Random) -> list[list[in
 def train(
     net: Any,
     epoch_feats: Callable[[int], list[R.Feature]],
-    train_layers: int = 8,
+    train_layers: int = 12,
     epochs: int = 3,
     batch: int = 32,
     lr: float = 2.5e-4,
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path, help="PIAF-like folder (passages.jsonl + questions.jsonl)")
     ap.add_argument("--out", type=Path, default=R.ARTIFACT_DIR)
-    ap.add_argument("--layers", type=int, default=8, help="top encoder layers fine-tuned (12: all)")
+    ap.add_argument("--layers", type=int, default=12, help="top encoder layers fine-tuned (12: all)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2.5e-4, help="learning rate of the top layer")

@@ -67,5 +67,5 @@ def test_salon_eval_reports_the_reader_on_a_split() -> None:
     assert m["span_f1"] <= m["span_f1_no_abstention"] + 1e-9
     assert reader["gold_questions"] == 15 and reader["gold_f1"] >= 0.2
     # the left-out index holds none of the questions' articles, and the count says so
-    assert reader["absent_documents"] < r["documents"] and 0 <= reader["no_answer_abstains"] <= 1
+    assert r["absent"]["documents"] < r["documents"] and 0 <= r["absent"]["abstains"] <= 1
     assert "split" in r["note"]
