@@ -33,6 +33,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "reader int8, 1 window": {"reader_int8": True, "reader_windows": 1},
     "reader int8, 2 windows": {"reader_int8": True, "reader_windows": 2},
     "reader int8, 3 windows": {"reader_int8": True, "reader_windows": 3},
+    "reader fp32 ONNX, 1 window": {"reader_int8": False, "reader_windows": 1},
+    "reader fp32 ONNX, 2 windows (default)": {"reader_int8": False, "reader_windows": 2},
     "reader fp32 ONNX, 3 windows": {"reader_int8": False, "reader_windows": 3},
 }
 
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--only", help="run only the configurations whose name contains this text")
     args = ap.parse_args()
     ds = load_dataset(args.dataset, split=args.split, limit=args.limit)
     base = Settings()
@@ -79,6 +82,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="salon-bench-reader-") as tmp:
         build_index(CorpusReport(ds.articles), Path(tmp), embedder, base, progress=False)
         for name, update in CONFIGS.items():
+            if args.only and args.only not in name:
+                continue
             engine = Engine.open(Path(tmp), base.model_copy(update=update), embedder)
             # thresholded figures come from the engine's own answers (threshold applied in search)
             out["configs"][name] = run(engine, ds.questions)
