@@ -78,7 +78,8 @@ def test_fusion_scores_and_dedupe(engine) -> None:  # type: ignore[no-untyped-de
 def test_distinct_answers_across_articles(engine) -> None:  # type: ignore[no-untyped-def]
     # a vague question: each article holds a candidate answer, none very confident
     saved = engine.settings
-    engine.settings = saved.model_copy(update={"answer_threshold": 0.05})
+    # (the reader's threshold when the reader answers, the sentence heuristic's otherwise)
+    engine.settings = saved.model_copy(update={"answer_threshold": 0.05, "reader_threshold": 0.01})
     try:
         res = engine.search("quand a eu lieu le salon ?", k=5)
     finally:
