@@ -175,7 +175,9 @@ def decode(
     # score[i, j] = s[i] + e[j] for i ≤ j < i + MAX_ANSWER_TOKENS
     m = s[:, None] + e[None, :]
     i_idx, j_idx = np.indices(m.shape)
-    m[(j_idx < i_idx) | (j_idx - i_idx >= MAX_ANSWER_TOKENS)] = -np.inf
+    # a window can hold the end of one paragraph and the start of the next: no answer spans both
+    para = np.array([window.count("\n\n", 0, a) for a, _ in feat.offsets])
+    m[(j_idx < i_idx) | (j_idx - i_idx >= MAX_ANSWER_TOKENS) | (para[:, None] != para[None, :])] = -np.inf
     k = int(np.argmax(m))
     i, j = divmod(k, n)
     a, b = _trim(window, feat.offsets[i][0], feat.offsets[j][1])

@@ -109,6 +109,14 @@ def test_window_and_decode_offsets() -> None:
     start[f.start_label], end[f.end_label] = 3.0, 3.0
     a, b, span, null = R.decode(f, start, end, window)
     assert window[a:b] == "Des activistes" and span > null
+    # a window over two paragraphs: the best start in one and the best end in the other never
+    # make a span across the break
+    two = "Fin du premier.\n\nDébut du second."
+    g = R.encode(Tok(), "qui ?", two)
+    start, end = np.full(len(g.ids), -5.0), np.full(len(g.ids), -5.0)
+    start[g.ctx_start + 1], end[g.ctx_start + 4] = 4.0, 4.0  # « du » … « du »: across the break
+    a, b, _span, _null = R.decode(g, start, end, two)
+    assert "\n\n" not in two[a:b]
 
 
 def test_int8_delta_round_trip() -> None:
