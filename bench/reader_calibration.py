@@ -20,8 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from indexer.settings import Settings
-from search.evaluate import Readings, evaluate, fit_answer_confidence
-from search.reader import confidence
+from search.evaluate import Readings, evaluate, fit_answer_confidence, operating_point, top_readings
 
 SETS: dict[str, tuple[str, ...]] = {
     "margin only": ("margin",),
@@ -41,21 +40,12 @@ SETS: dict[str, tuple[str, ...]] = {
 
 
 def at(cal: dict[str, Any], present: Readings, absent: Readings) -> dict[str, float]:
-    """Answered, precision when answering, and abstention without the article, at ``cal``'s threshold."""
-    t = cal["threshold"]
-
-    def top(q: list[tuple[dict[str, float], bool, float]]) -> tuple[float, bool]:
-        if not q:
-            return 0.0, False
-        best = max(q, key=lambda r: confidence(r[0], cal))
-        return confidence(best[0], cal), best[1]
-
-    tp = [top(q) for q in present]
-    answered = [ok for p, ok in tp if p >= t]
-    ta = [top(q)[0] for q in absent]
-    # The ranking's worth whatever threshold is picked: answered at precision ≥ 0.85, precision
-    # when answering 60 % (the issue's two goals), on these questions' own order.
-    ranked = [ok for _p, ok in sorted(tp, key=lambda x: -x[0])]
+    """Answered, precision when answering, and abstention without the article at ``cal``'s
+    threshold; and, whatever threshold is picked, the ranking's worth for the issue's two goals:
+    answered at precision ≥ 0.85, precision when answering 60 %."""
+    tp = top_readings(present, cal)
+    answered, precision, abstains, _ = operating_point(tp, top_readings(absent, cal), cal["threshold"])
+    ranked = [ok for _p, ok, _ in sorted(tp, key=lambda x: -x[0])]
     hits, best, prec60 = 0, 0, 0.0
     for i, ok in enumerate(ranked, 1):
         hits += ok
@@ -64,9 +54,9 @@ def at(cal: dict[str, Any], present: Readings, absent: Readings) -> dict[str, fl
         if i == round(0.6 * len(ranked)):
             prec60 = hits / i
     return {
-        "answered": len(answered) / max(1, len(tp)),
-        "precision": sum(answered) / max(1, len(answered)),
-        "abstains": sum(p < t for p in ta) / max(1, len(ta)),
+        "answered": answered,
+        "precision": precision,
+        "abstains": abstains,
         "answered_at_p85": best / max(1, len(ranked)),
         "precision_at_60": prec60,
     }
@@ -101,11 +91,12 @@ def main() -> None:
     for name, feats in SETS.items():
         agg = dict.fromkeys(("answered", "precision", "abstains", "answered_at_p85", "precision_at_60"), 0.0)
         for k in (0, 1):
-            fit_p = [q for q, f in zip(present, fold, strict=True) if f == k]
-            fit_a = [q for q, f in zip(absent, fold, strict=True) if f == k]
-            ev_p = [q for q, f in zip(present, fold, strict=True) if f != k]
-            ev_a = [q for q, f in zip(absent, fold, strict=True) if f != k]
-            m = at(fit_answer_confidence(fit_p, fit_a, features=feats), ev_p, ev_a)
+
+            def part(rs: Readings, same: bool, k: int = k) -> Readings:
+                return [q for q, f in zip(rs, fold, strict=True) if (f == k) == same]
+
+            cal = fit_answer_confidence(part(present, True), part(absent, True), features=feats)
+            m = at(cal, part(present, False), part(absent, False))
             for key in agg:
                 agg[key] += m[key] / 2
         whole = fit_answer_confidence(present, absent, features=feats)

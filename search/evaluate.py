@@ -303,6 +303,31 @@ def _readings(engine: Any, ds: Dataset, progress: bool) -> Readings:
     return out
 
 
+def top_readings(readings: Readings, cal: dict[str, Any]) -> list[tuple[float, bool, float]]:
+    """Per question, the (confidence, right, span F1) of its most confident reading under ``cal``:
+    the answer search would give."""
+    from search.reader import confidence
+
+    out = []
+    for reads in readings:
+        scored = [(confidence(f, cal), ok, f1) for f, ok, f1 in reads]
+        out.append(max(scored, key=lambda r: r[0], default=(0.0, False, 0.0)))
+    return out
+
+
+def operating_point(
+    present: list[tuple[float, bool, float]], absent: list[tuple[float, bool, float]], threshold: float
+) -> tuple[float, float, float, int]:
+    """(answered, precision when answering, abstains without the article, answers right) at ``threshold``."""
+    answered = [ok for p, ok, _ in present if p >= threshold]
+    return (
+        len(answered) / max(1, len(present)),
+        sum(answered) / max(1, len(answered)),
+        sum(p < threshold for p, _, _ in absent) / max(1, len(absent)),
+        sum(answered),
+    )
+
+
 def fit_answer_confidence(
     present: Readings,
     absent: Readings,
@@ -318,7 +343,7 @@ def fit_answer_confidence(
     and abstains on ≥ ``abstain`` of those asked without it; if none does, the one that abstains
     enough with the most questions answered right.
     """
-    from search.reader import CALIBRATION_FEATURES, confidence, fit_logistic
+    from search.reader import CALIBRATION_FEATURES, fit_logistic
 
     names = list(features or CALIBRATION_FEATURES)
     feats = [f for q in present for f, _, _ in q] + [f for q in absent for f, _, _ in q]
@@ -327,20 +352,8 @@ def fit_answer_confidence(
     w, b = fit_logistic(x, y)
     cal: dict[str, Any] = {"features": names, "weights": w, "bias": b}
 
-    def top(reads: list[tuple[dict[str, float], bool, float]]) -> tuple[float, bool, float]:
-        if not reads:
-            return 0.0, False, 0.0
-        best = max(reads, key=lambda r: confidence(r[0], cal))
-        return confidence(best[0], cal), best[1], best[2]
-
-    tp = [top(q) for q in present]
-    ta = [top(q)[0] for q in absent]
-    rows = []
-    for t in (round(0.05 + 0.01 * i, 2) for i in range(91)):
-        answered = [(ok, f1) for p, ok, f1 in tp if p >= t]
-        prec = sum(ok for ok, _ in answered) / max(1, len(answered))
-        abst = sum(p < t for p in ta) / max(1, len(ta))
-        rows.append((t, len(answered) / max(1, len(tp)), prec, abst, sum(ok for ok, _ in answered)))
+    tp, ta = top_readings(present, cal), top_readings(absent, cal)
+    rows = [(t, *operating_point(tp, ta, t)) for t in (round(0.05 + 0.01 * i, 2) for i in range(91))]
     ok = [r for r in rows if r[2] >= precision and r[3] >= abstain]
     pick = ok[0] if ok else max((r for r in rows if r[3] >= abstain), key=lambda r: r[4], default=rows[45])
     return {

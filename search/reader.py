@@ -176,7 +176,8 @@ def decode(
     m = s[:, None] + e[None, :]
     i_idx, j_idx = np.indices(m.shape)
     # a window can hold the end of one paragraph and the start of the next: no answer spans both
-    para = np.array([window.count("\n\n", 0, a) for a, _ in feat.offsets])
+    breaks = [m.end() for m in re.finditer("\n\n", window)]
+    para = np.searchsorted(breaks, [a for a, _ in feat.offsets], side="right")
     m[(j_idx < i_idx) | (j_idx - i_idx >= MAX_ANSWER_TOKENS) | (para[:, None] != para[None, :])] = -np.inf
     k = int(np.argmax(m))
     i, j = divmod(k, n)
@@ -596,9 +597,8 @@ class Reader:
 
 def _logsumexp(logits: np.ndarray, feat: Feature) -> float:
     """Over the no-answer position and the window's tokens (the positions a span can take)."""
-    x = np.concatenate([logits[:1], logits[feat.ctx_start : feat.ctx_start + len(feat.offsets)]]).astype(np.float64)
-    m = float(x.max())
-    return m + float(np.log(np.exp(x - m).sum()))
+    x = np.concatenate([logits[:1], logits[feat.ctx_start : feat.ctx_start + len(feat.offsets)]])
+    return float(np.logaddexp.reduce(x.astype(np.float64)))
 
 
 def normalize_answer(s: str) -> str:
