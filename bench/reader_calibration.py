@@ -4,6 +4,10 @@ logistic fit on half of the calib articles and the threshold rule of ``fit_answe
 scored on the other half (and the halves swapped).
 
     .venv/bin/python bench/reader_calibration.py ../shared/eval/piaf-dev [--out docs/bench/reader-calibration.json]
+        [--write]
+
+``--write`` also stores the confidence fitted on all calib readings with the shipped feature
+set in the reader artifact, as ``salon eval … --split calib --fit-reader`` does (one run, not two).
 
 The test split is never read: it stays for the figures docs/quality.md reports.
 """
@@ -21,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from indexer.settings import Settings
 from search.evaluate import Readings, evaluate, fit_answer_confidence, operating_point, top_readings
+from search.reader import ARTIFACT_DIR
 
 SETS: dict[str, tuple[str, ...]] = {
     "margin only": ("margin",),
@@ -65,9 +70,17 @@ def at(cal: dict[str, Any], present: Readings, absent: Readings) -> dict[str, fl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dataset", type=Path)
-    ap.add_argument("--readings", type=Path, default=Path("var/reader-readings-calib.json"), help="cache of readings")
+    ap.add_argument("--readings", type=Path, help="cache of readings (default: one per reader, runtime and windows)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--write", action="store_true", help="store the full-calib fit in the reader artifact")
     args = ap.parse_args()
+    if args.readings is None:  # readings depend on the weights, the runtime and the windows read
+        from search.reader import read_meta
+
+        st = Settings()
+        sha = str(read_meta(st.reader_dir or ARTIFACT_DIR)["sha256"])[:12]
+        run = "int8" if st.reader_int8 else "fp32"
+        args.readings = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w.json")
     if args.readings.is_file():
         r = json.loads(args.readings.read_text(encoding="utf-8"))
     else:
@@ -107,6 +120,13 @@ def main() -> None:
         )
     if args.out:
         args.out.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    if args.write:
+        from search.reader import CALIBRATION_FEATURES
+        from search.reader_train import write_calibration
+
+        cal = fit_answer_confidence(present, absent, features=CALIBRATION_FEATURES)
+        where = write_calibration(cal, "calib", Settings().reader_dir or ARTIFACT_DIR)
+        print(f"\nwrote the confidence ({', '.join(CALIBRATION_FEATURES)}; threshold {cal['threshold']}) to {where}")
 
 
 if __name__ == "__main__":

@@ -138,16 +138,19 @@ def queries(orangesum: Path, piaf: Path | None, n: int) -> list[str]:
 
 
 def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str]) -> dict[str, Any]:
+    from search.answer import is_question
     from search.engine import Engine
 
     engine = Engine.open(where, settings, embedder)
     for q in qs[:5]:
         engine.search(q, k=10)  # warm caches, lazy loads
-    total, enc, dense, lex = [], [], [], []
+    total, enc, dense, lex, asked = [], [], [], [], []
     for q in qs:
         t0 = time.perf_counter()
         engine.search(q, k=10)
         total.append((time.perf_counter() - t0) * 1000)
+        if is_question(q):  # the answer step (the reader, when on) runs for these only
+            asked.append(total[-1])
         # Stages timed apart, on the same query, for the breakdown (the sum of stages < total:
         # the rest is fusion, the sentence second stage, answers and result assembly).
         t0 = time.perf_counter()
@@ -166,6 +169,9 @@ def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str
         "ann": engine.manifest.ann,
         "chunks": engine.manifest.counts["chunks"],
         "total": [pct(total, p) for p in (50, 95, 99)],
+        "questions": [pct(asked, p) for p in (50, 95, 99)],
+        "question_count": len(asked),
+        "reader": engine.answers.reader.runtime if engine.answers.reader is not None else "off",
         "encode": [pct(enc, p) for p in (50, 95, 99)],
         "dense": [pct(dense, p) for p in (50, 95, 99)],
         "lexical": [pct(lex, p) for p in (50, 95, 99)],
@@ -247,6 +253,7 @@ def main() -> None:
         "missing there a random unit vector instead of encoding them (latency only; reported)",
     )
     ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--no-recall", action="store_true", help="latency only (e.g. over random stand-in vectors)")
     ap.add_argument("--json", type=Path, help="write the figures here (for bench/plots.py)")
     args = ap.parse_args()
     settings = Settings()
@@ -267,7 +274,8 @@ def main() -> None:
         marker = where / "RANDOM_VECTORS"
         row["random_vectors"] = marker.read_text().strip() if marker.is_file() else ""
         row.update(in_process(where, embedder, settings, qs))
-        row["recall_1_5"] = recall(where, embedder, settings, ds.questions, {a.id for a in arts})
+        if not args.no_recall:
+            row["recall_1_5"] = recall(where, embedder, settings, ds.questions, {a.id for a in arts})
         if not args.no_http:
             row.update(over_http(where, qs))
         rows.append(row)
@@ -286,13 +294,16 @@ def main() -> None:
             return "/".join(f"{x:.1f}" for x in v)
 
         http = f(r["http"]) if "http" in r else "-"
+        rec = r.get("recall_1_5") or {m: [float("nan")] * 2 for m in ("hybrid", "dense", "lexical")}
         print(
             f"| {r['paragraphs']:,} | {r['chunks']:,} | {r['ann']} | {f(r['total'])} | {f(r['encode'])} | "
             f"{f(r['dense'])} | {f(r['lexical'])} | {http} | "
-            + " | ".join(
-                f"{r['recall_1_5'][m][0]:.3f} / {r['recall_1_5'][m][1]:.3f}" for m in ("hybrid", "dense", "lexical")
-            )
+            + " | ".join(f"{rec[m][0]:.3f} / {rec[m][1]:.3f}" for m in ("hybrid", "dense", "lexical"))
             + f" | {r.get('rss_mib', 0):.0f} |"
+        )
+        print(
+            f"  {r['paragraphs']:,} paragraphs, the {r['question_count']} questions alone (reader {r['reader']}): "
+            f"{f(r['questions'])} ms"
         )
         if r["random_vectors"]:
             print(f"  ({r['paragraphs']:,} paragraphs: {r['random_vectors']}; see --cached-only)")
