@@ -184,6 +184,7 @@ def train(
     max_steps: int | None = None,
     log: Callable[[str], None] = print,
     on_epoch: Callable[[int], float] | None = None,
+    average_last: int = 1,
 ) -> list[float]:
     """Fine-tune the top ``train_layers`` layers and the head; returns the loss of every step.
 
@@ -191,7 +192,10 @@ def train(
     the answer, other negatives), so a small question set is not memorised window by window.
     Lower layers learn slower than upper ones (``layer_decay`` per layer down), the usual remedy
     for fine-tuning on few examples. If ``on_epoch`` returns a validation score, the best
-    epoch's weights are kept (early stopping without a second run).
+    epoch's weights are kept (early stopping without a second run) — unless ``average_last`` > 1:
+    then the result is the mean of the last ``average_last`` epochs' weights. Epochs 3–5 score
+    0.558, 0.570, 0.566 on 200 calib questions, differences that size of sample cannot tell apart,
+    while on all 725 their mean beats epochs 4 and 5 (model card, "Method choice").
     """
     import contextlib
 
@@ -218,6 +222,17 @@ def train(
     losses: list[float] = []
     step = epoch = seen = 0
     best: tuple[float, dict[str, Any]] | None = None
+    mean: dict[str, Any] = {}
+    averaged = 0
+
+    def trained_state() -> dict[str, Any]:
+        # the embeddings are never trained: no copy of them
+        return {
+            k: v.detach().float().clone()
+            for k, v in net.state_dict().items()
+            if not k.startswith(("word.", "pos.", "ttype.", "eln."))
+        }
+
     t0 = time.perf_counter()
     while step < total:
         if epoch > 0:
@@ -257,19 +272,19 @@ def train(
                 )
         epoch += 1
         net.eval()
+        if average_last > 1 and epoch > epochs - average_last:
+            averaged += 1
+            for k, v in trained_state().items():  # running mean, one copy of the weights held
+                mean[k] = v if k not in mean else mean[k] + (v - mean[k]) / averaged
         if on_epoch is not None:
             score = on_epoch(epoch)
-            if best is None or score > best[0]:
-                best = (
-                    score,
-                    {
-                        k: v.detach().clone()
-                        for k, v in net.state_dict().items()
-                        if not k.startswith(("word.", "pos.", "ttype.", "eln."))
-                    },
-                )
+            if average_last <= 1 and (best is None or score > best[0]):
+                best = (score, trained_state())
                 log(f"epoch {epoch} is the best so far ({score:.4f})")
-    if best is not None:
+    if mean:
+        net.load_state_dict(mean, strict=False)
+        log(f"weights: the mean of the last {averaged} epochs")
+    elif best is not None:
         net.load_state_dict(best[1], strict=False)
     net.eval()
     return losses
@@ -295,13 +310,18 @@ def best_em_f1(pred: str, golds: list[str]) -> tuple[float, float]:
 
 
 def gold_passage_eval(reader: R.Reader, passages: dict[str, Passage], qas: list[QA]) -> dict[str, float]:
-    """Reader alone: every sentence window of the gold passage, best span across them (never abstains)."""
+    """Reader alone: every sentence window of the gold passage, best span across them (never abstains).
+
+    "Best" is the highest margin over the window's no-answer score, as search ranks readings:
+    a window's raw span logit is not comparable with another window's (calib F1 0.551 picking
+    by raw logit, 0.568 by margin; span log-probability 0.555).
+    """
     em = f1 = 0.0
     for qa in qas:
         p = passages[qa.passage]
         wins = R.cover(p.sentences)
         spans = reader.read(qa.question, [R.Window(p.text[a:b], a) for a, b in wins])
-        best = max(spans, key=lambda s: s.span_logit)
+        best = max(spans, key=lambda s: s.score)
         e, f = best_em_f1(best.text, [a for a, _ in qa.answers])
         em += e
         f1 += f
@@ -342,7 +362,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("data", type=Path, help="PIAF-like folder (passages.jsonl + questions.jsonl)")
     ap.add_argument("--out", type=Path, default=R.ARTIFACT_DIR)
     ap.add_argument("--layers", type=int, default=12, help="top encoder layers fine-tuned (12: all)")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument(
+        "--average-last",
+        type=int,
+        default=3,
+        help="ship the mean of the last N epochs' weights (1: the best epoch on the calib questions)",
+    )
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2.5e-4, help="learning rate of the top layer")
     ap.add_argument("--layer-decay", type=float, default=0.85, help="learning-rate factor per layer down")
@@ -416,6 +442,7 @@ def main(argv: list[str] | None = None) -> None:
         max_steps=args.max_steps,
         log=log,
         on_epoch=on_epoch if calib else None,
+        average_last=args.average_last,
     )
     log(f"loss first 20 steps {np.mean(losses[:20]):.3f} → last 20 {np.mean(losses[-20:]):.3f}")
     if args.no_save:
@@ -427,8 +454,10 @@ def main(argv: list[str] | None = None) -> None:
         "data": "PIAF dev (../shared/eval/piaf-dev, MIT, DINUM/Etalab)",
         "split": "sha256(title) % 100: train < 75 ≤ calib < 85 ≤ test",
         # the flags that shape the weights (not where files go)
-        "command": "python -m search.reader_train ../shared/eval/piaf-dev "
-        + " ".join(a for a in (argv or sys.argv[2:]) if "/" not in a and a not in ("--out", "--checkpoints")),
+        "command": " ".join(
+            ["python -m search.reader_train ../shared/eval/piaf-dev"]
+            + [a for a in (argv or sys.argv[2:]) if "/" not in a and a not in ("--out", "--checkpoints")]
+        ),
         "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("data", "out", "no_save", "checkpoints")},
         "training_windows": kinds,
         "training_seconds": round(time.perf_counter() - t_start),

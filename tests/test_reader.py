@@ -1,7 +1,7 @@
 """The extractive reader: spans in article offsets, abstention, a damaged artifact, a tiny training run.
 
 The engine fixture runs with default settings, so these tests exercise the shipped artifact as
-search serves it (ONNX Runtime, fp32), not a test copy.
+search serves it (ONNX Runtime, int8), not a test copy.
 """
 
 from __future__ import annotations
@@ -22,9 +22,20 @@ pytestmark = pytest.mark.model
 ACTIVISTS = "des activistes critiquant le récent contrat"
 
 
+def activists_window(engine: Any) -> R.Window:
+    """The window search reads around the seed article's activists sentence."""
+    from indexer.chunking import split_sentences
+
+    art = engine.article("dreamforce-2019")
+    spans = [(x.start, x.end) for x in split_sentences(art.text)]
+    j = next(i for i, (a, b) in enumerate(spans) if ACTIVISTS in art.text[a:b])
+    ws, we = R.window_around(spans, j)
+    return R.Window(art.text[ws:we], ws)
+
+
 def test_the_reader_is_on_by_default(engine) -> None:  # type: ignore[no-untyped-def]
     assert engine.answers.reader is not None, engine.answers.reader_error
-    assert engine.answers.reader.runtime == "onnx"
+    assert engine.answers.reader.runtime == "onnx-int8"
 
 
 def test_salesforce_span_inside_its_sentence(engine) -> None:  # type: ignore[no-untyped-def]
@@ -40,14 +51,24 @@ def test_salesforce_span_inside_its_sentence(engine) -> None:  # type: ignore[no
 
 def test_english_question_the_reader_reads_the_french_span(engine) -> None:  # type: ignore[no-untyped-def]
     """Cross-lingual reading: asked in English over the French sentence, the reader marks the span."""
-    from indexer.chunking import split_sentences
-
     art = engine.article("dreamforce-2019")
-    spans = [(x.start, x.end) for x in split_sentences(art.text)]
-    j = next(i for i, (a, b) in enumerate(spans) if ACTIVISTS in art.text[a:b])
-    ws, we = R.window_around(spans, j)
-    (sp,) = engine.answers.reader.read("Who criticized Salesforce?", [R.Window(art.text[ws:we], ws)])
+    (sp,) = engine.answers.reader.read("Who criticized Salesforce?", [activists_window(engine)])
     assert sp.text == "des activistes" and art.text[sp.start : sp.end] == sp.text and sp.score > 5
+
+
+def test_int8_and_fp32_read_the_same_seed_span(engine) -> None:  # type: ignore[no-untyped-def]
+    """int8 (feed-forward outputs and the head kept in fp32) marks the span fp32 marks, with a
+    close margin: the faster path is not a different model."""
+    emb = engine.embedder
+    args = (emb.model[0].auto_model.state_dict(), emb.model.tokenizer, emb.info.model_id)
+    read = {}
+    for int8 in (False, True):
+        reader = R.Reader.load(*args, onnx_dir=emb.onnx_dir, int8=int8)
+        assert reader.runtime == ("onnx-int8" if int8 else "onnx")
+        (read[int8],) = reader.read("qui a critiqué Salesforce ?", [activists_window(engine)])
+    assert read[True].text == read[False].text == "des activistes"
+    assert (read[True].start, read[True].end) == (read[False].start, read[False].end)
+    assert abs(read[True].score - read[False].score) < 0.1 * abs(read[False].score) + 0.5
 
 
 @pytest.mark.xfail(
@@ -171,6 +192,39 @@ def test_training_on_a_tiny_slice_lowers_the_loss() -> None:
         net, lambda _e: feats, train_layers=1, batch=8, lr=1e-3, head_lr=3e-3, max_steps=12, log=lambda _m: None
     )
     assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3]) * 0.7
+
+
+def test_training_can_ship_the_mean_of_its_last_epochs() -> None:
+    """``average_last``: the weights left in the net are the mean of the last epochs' weights,
+    not the last epoch's nor the best one's."""
+    from search.reader_train import featurize, load_base, load_piaf, make_examples, train
+    from tests.conftest import SHARED
+
+    passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
+    state, tokenizer, _ = load_base()
+    feats = featurize(tokenizer, make_examples(passages, qas[:4], random.Random(0), negatives=1))
+    net = R.build_net()
+    net.load_state_dict(R.from_bert_state(state), strict=False)
+    seen: list[np.ndarray] = []
+
+    def on_epoch(_e: int) -> float:
+        seen.append(net.qa.weight.detach().float().numpy().copy())
+        return -len(seen)  # the first epoch "best": averaging must ignore it
+
+    train(
+        net,
+        lambda _e: feats,
+        train_layers=1,
+        epochs=3,
+        batch=8,
+        lr=1e-3,
+        head_lr=3e-2,
+        log=lambda _m: None,
+        on_epoch=on_epoch,
+        average_last=2,
+    )
+    assert len(seen) == 3 and not np.allclose(seen[1], seen[2])
+    np.testing.assert_allclose(net.qa.weight.detach().numpy(), (seen[1] + seen[2]) / 2, rtol=1e-5, atol=1e-6)
 
 
 def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
