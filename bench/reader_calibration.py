@@ -74,19 +74,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--write", action="store_true", help="store the full-calib fit in the reader artifact")
     args = ap.parse_args()
+    st = Settings()
+    artifact = st.reader_dir or ARTIFACT_DIR
     if args.readings is None:  # readings depend on the weights, the runtime and the windows read
         from search.reader import read_meta
 
-        st = Settings()
-        sha = str(read_meta(st.reader_dir or ARTIFACT_DIR)["sha256"])[:12]
+        sha = str(read_meta(artifact)["sha256"])[:12]
         run = "int8" if st.reader_int8 else "fp32"
         args.readings = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w.json")
     if args.readings.is_file():
         r = json.loads(args.readings.read_text(encoding="utf-8"))
     else:
-        rep = evaluate(
-            args.dataset, Settings(), ["hybrid"], progress=True, split="calib", fit_reader=True, keep_readings=True
-        )
+        rep = evaluate(args.dataset, st, ["hybrid"], progress=True, split="calib", fit_reader=True, keep_readings=True)
         r = rep["readings"]
         args.readings.parent.mkdir(parents=True, exist_ok=True)
         args.readings.write_text(json.dumps(r), encoding="utf-8")
@@ -101,6 +100,7 @@ def main() -> None:
         "| answered at precision 0.85 | precision at 60 % answered |"
     )
     print("|---|---|---|---|---|---|---|")
+    whole_fits: dict[tuple[str, ...], dict[str, Any]] = {}
     for name, feats in SETS.items():
         agg = dict.fromkeys(("answered", "precision", "abstains", "answered_at_p85", "precision_at_60"), 0.0)
         for k in (0, 1):
@@ -112,7 +112,7 @@ def main() -> None:
             m = at(cal, part(present, False), part(absent, False))
             for key in agg:
                 agg[key] += m[key] / 2
-        whole = fit_answer_confidence(present, absent, features=feats)
+        whole = whole_fits[feats] = fit_answer_confidence(present, absent, features=feats)
         out["sets"][name] = {"features": feats, "cross_validated": agg, "threshold": whole["threshold"]}
         print(
             f"| {name} | {agg['answered']:.3f} | {agg['precision']:.3f} | {agg['abstains']:.3f} | "
@@ -124,8 +124,10 @@ def main() -> None:
         from search.reader import CALIBRATION_FEATURES
         from search.reader_train import write_calibration
 
-        cal = fit_answer_confidence(present, absent, features=CALIBRATION_FEATURES)
-        where = write_calibration(cal, "calib", Settings().reader_dir or ARTIFACT_DIR)
+        cal = whole_fits.get(CALIBRATION_FEATURES) or fit_answer_confidence(
+            present, absent, features=CALIBRATION_FEATURES
+        )
+        where = write_calibration(cal, "calib", artifact)
         print(f"\nwrote the confidence ({', '.join(CALIBRATION_FEATURES)}; threshold {cal['threshold']}) to {where}")
 
 

@@ -249,20 +249,16 @@ def _progress(items: list[Any], desc: str, progress: bool) -> Any:
 
 
 def _reader_gold(reader: Any, ds: Dataset, progress: bool) -> dict[str, Any]:
-    """The reader alone on the gold article: windows covering all its sentences, the best span
-    (never abstaining, the best by margin as in ``reader_train.gold_passage_eval``): the issue's
-    "reader on the gold passage" figure."""
+    """The reader alone on the gold article (``Reader.read_passage``, never abstaining): the
+    issue's "reader on the gold passage" figure."""
     from indexer.chunking import split_sentences
-    from search.reader import Window, cover
 
     texts = {a.id: a.text for a in ds.articles}
     qs = [q for q in ds.questions if q.answers and q.gold_doc in texts]
     em = f1 = 0.0
     for q in _progress(qs, "reader, gold article", progress):
         text = texts[q.gold_doc]
-        spans = [(s.start, s.end) for s in split_sentences(text)] or [(0, len(text))]
-        read = reader.read(q.text, [Window(text[a:b], a) for a, b in cover(spans)])
-        best = max(read, key=lambda s: s.score)
+        best = reader.read_passage(q.text, text, [(s.start, s.end) for s in split_sentences(text)])
         em += float(any(_norm(best.text) == _norm(g) for g in q.answers))
         f1 += max(_f1(best.text, g) for g in q.answers)
     n = max(1, len(qs))
