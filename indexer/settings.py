@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     reader_int8: bool = Field(
         True,
         description="Run the reader's matrix products in int8 (ONNX Runtime; the feed-forward outputs and the span "
-        "head stay fp32): ~1.5x faster than fp32 for the same F1 on held-out articles (docs/quality.md); "
+        "head stay fp32): ~1.5x faster than fp32 within 1 point of its F1 on held-out articles (docs/quality.md); "
         "false: fp32.",
     )
     reader_windows: int = Field(

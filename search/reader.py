@@ -553,7 +553,8 @@ class Reader:
                 # (no u8×s8 saturation on CPUs without VNNI) still 1.3. The rest came from the
                 # feed-forward output products, whose GELU inputs carry outliers that one
                 # activation scale per call flattens: those stay fp32, as does the span head.
-                # F1 then matches fp32 (0.555 against 0.551) at ~1.5× its speed.
+                # F1 then stays within a point of fp32's (first reader 0.555 against 0.551; shipped
+                # 0.572 against 0.579, bench/reader_gold.py) at ~1.5× its speed.
                 keep = [
                     n.name
                     for n in onnx.load(str(path)).graph.node

@@ -1,0 +1,62 @@
+"""The reader alone on the gold passage, per runtime: PyTorch bf16, ONNX fp32 and ONNX int8.
+
+    .venv/bin/python bench/reader_gold.py ../shared/eval/piaf-dev [--split calib] [--out docs/bench/reader-gold.json]
+
+Same weights, same windows (``Reader.read_passage``), same scoring as the training command's
+figures: what each runtime costs in F1 / EM. Calib by default (where runtimes are chosen); the
+test split stays for docs/quality.md's goals table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from indexer.model import Embedder
+from indexer.settings import Settings
+from search import reader as R
+from search.reader_train import gold_passage_eval, load_piaf, split_of
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--split", default="calib", choices=["train", "calib", "test"])
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    st = Settings()
+    emb = Embedder.from_settings(st)
+    bert = emb.model[0].auto_model.state_dict()
+    passages, qas = load_piaf(args.dataset)
+    qs = [q for q in qas if split_of(passages[q.passage].title) == args.split]
+    rows = {}
+    print(f"{args.split}: {len(qs)} questions, gold passage\n\n| runtime | F1 | EM | seconds |\n|---|---|---|---|")
+    for name, onnx, int8, bf16 in (
+        ("PyTorch bf16", False, False, True),
+        ("ONNX fp32", True, False, False),
+        ("ONNX int8 (default)", True, True, False),
+    ):
+        reader = R.Reader.load(
+            bert,
+            emb.model.tokenizer,
+            emb.info.model_id,
+            st.reader_dir or R.ARTIFACT_DIR,
+            emb.onnx_dir if onnx else None,
+            int8,
+        )
+        reader.bf16 = bf16
+        t0 = time.perf_counter()
+        m = gold_passage_eval(reader, passages, qs)
+        rows[name] = {**m, "runtime": reader.runtime, "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"| {name} | {m['f1']:.4f} | {m['em']:.4f} | {rows[name]['seconds']} |", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps({"split": args.split, "rows": rows}, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
