@@ -283,8 +283,9 @@ _BERT_NAMES = {
 }
 
 
-def from_bert_state(bert: dict[str, Any]) -> dict[str, Any]:
-    """Map a transformers BertModel state dict (the converted e5 folder) onto ReaderNet names."""
+def from_bert_state(bert: dict[str, Any], depth: int | None = None) -> dict[str, Any]:
+    """Map a transformers BertModel state dict (the converted e5 folder) onto ReaderNet names,
+    its bottom ``depth`` encoder layers (all by default)."""
     bert = {k.removeprefix("bert."): v for k, v in bert.items()}
     out = {
         "word.weight": bert["embeddings.word_embeddings.weight"],
@@ -294,7 +295,7 @@ def from_bert_state(bert: dict[str, Any]) -> dict[str, Any]:
         "eln.bias": bert["embeddings.LayerNorm.bias"],
     }
     i = 0
-    while f"encoder.layer.{i}.attention.self.query.weight" in bert:
+    while f"encoder.layer.{i}.attention.self.query.weight" in bert and (depth is None or i < depth):
         for short, long in _BERT_NAMES.items():
             for p in ("weight", "bias"):
                 out[f"layers.{i}.{short}.{p}"] = bert[f"encoder.layer.{i}.{long}.{p}"]
@@ -480,11 +481,12 @@ class Reader:
             )
         import torch
 
+        depth = int(meta.get("depth", 12))  # encoder layers kept (the bottom ones of e5's 12)
         with torch.device("meta"):  # no second copy of the embedding table: share the engine's
-            net = build_net()
+            net = build_net(n_layers=depth)
         if meta.get("format") != FORMAT:
             raise ReaderError(f"reader artifact format {meta.get('format')!r} is not {FORMAT!r}; retrain it")
-        state = from_bert_state(bert_state)
+        state = from_bert_state(bert_state, depth)
         state.update(unpack(load_file(str(artifact_dir / WEIGHTS)), state))
         missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
         if missing or unexpected:

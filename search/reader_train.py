@@ -341,7 +341,13 @@ def save_artifact(
     packed = R.pack(net.state_dict(), base, train_layers, len(net.layers))
     dest.mkdir(parents=True, exist_ok=True)
     save_file(packed, str(dest / R.WEIGHTS), metadata={"format": R.FORMAT})
-    meta = {**meta, "format": R.FORMAT, "sha256": R.sha256_file(dest / R.WEIGHTS), "trained_layers": train_layers}
+    meta = {
+        **meta,
+        "format": R.FORMAT,
+        "sha256": R.sha256_file(dest / R.WEIGHTS),
+        "trained_layers": train_layers,
+        "depth": len(net.layers),
+    }
     (dest / R.META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return meta
 
@@ -354,7 +360,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path, help="PIAF-like folder (passages.jsonl + questions.jsonl)")
     ap.add_argument("--out", type=Path, default=R.ARTIFACT_DIR)
-    ap.add_argument("--layers", type=int, default=12, help="top encoder layers fine-tuned (12: all)")
+    ap.add_argument(
+        "--depth", type=int, default=12, help="encoder layers kept, the bottom ones of e5's 12 (fewer: faster reads)"
+    )
+    ap.add_argument("--layers", type=int, default=None, help="top encoder layers fine-tuned (default: all kept)")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument(
         "--average-last",
@@ -379,6 +388,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-save", action="store_true")
     ap.add_argument("--checkpoints", type=Path, default=None, help="also save the artifact after every epoch here")
     args = ap.parse_args(argv)
+    if not 1 <= args.depth <= 12:
+        ap.error(f"--depth must be between 1 and 12 (e5-small has 12 layers), not {args.depth}")
+    args.layers = args.depth if args.layers is None else args.layers
+    if not 0 <= args.layers <= args.depth:
+        ap.error(f"--layers must be between 0 and --depth ({args.depth}), not {args.layers}")
 
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
@@ -393,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     log("questions per split: " + ", ".join(f"{k} {len(v)}" for k, v in by_split.items()))
     train_qas = by_split["train"][: args.limit] if args.limit else by_split["train"]
     state, tokenizer, model_id = load_base()
-    base = R.from_bert_state(state)
+    base = R.from_bert_state(state, args.depth)
     kinds: dict[str, int] = {}
 
     def epoch_feats(epoch: int) -> list[R.Feature]:
@@ -404,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"epoch {epoch + 1}: {len(feats)} training windows {kinds}, {sum(len(f.ids) for f in feats)} tokens")
         return feats
 
-    net = R.build_net()
+    net = R.build_net(n_layers=args.depth)
     net.load_state_dict(base, strict=False)
     reader = R.Reader(net, tokenizer, {"calibration": {}})
     bf16 = torch.backends.mkldnn.is_available()

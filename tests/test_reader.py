@@ -194,6 +194,33 @@ def test_training_on_a_tiny_slice_lowers_the_loss() -> None:
     assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3]) * 0.7
 
 
+def test_a_shallower_reader_ships_and_loads_at_its_depth(tmp_path: Path) -> None:
+    """``--depth``: a reader kept to e5's bottom layers is saved with its depth and loads back as
+    that network, reading as it did before packing (int8 deltas: logits within a little)."""
+    from search.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
+    from tests.conftest import SHARED
+
+    passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
+    state, tokenizer, model_id = load_base()
+    feats = featurize(tokenizer, make_examples(passages, qas[:4], random.Random(0), negatives=1))
+    base = R.from_bert_state(state, 2)
+    assert "layers.1.q.weight" in base and "layers.2.q.weight" not in base
+    net = R.build_net(n_layers=2)
+    net.load_state_dict(base, strict=False)
+    train(net, lambda _e: feats, train_layers=2, batch=8, lr=1e-3, max_steps=2, log=lambda _m: None)
+    meta = save_artifact(net, base, 2, {"base_model_id": model_id, "format": R.FORMAT}, tmp_path)
+    assert meta["depth"] == 2
+    reader = R.Reader.load(state, tokenizer, model_id, tmp_path)
+    assert len(reader.net.layers) == 2
+    import torch
+
+    ids, mask = R.pad(feats[:2])
+    with torch.no_grad():
+        want = [t.numpy() for t in net.eval()(torch.from_numpy(ids), torch.from_numpy(mask))]
+    got = reader.logits(feats[:2])
+    assert max(float(np.abs(g - w)[mask == 1].max()) for g, w in zip(got, want, strict=True)) < 0.05
+
+
 def test_training_can_ship_the_mean_of_its_last_epochs() -> None:
     """``average_last``: the weights left in the net are the mean of the last epochs' weights,
     not the last epoch's nor the best one's."""
