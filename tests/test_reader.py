@@ -221,6 +221,56 @@ def test_a_shallower_reader_ships_and_loads_at_its_depth(tmp_path: Path) -> None
     assert max(float(np.abs(g - w)[mask == 1].max()) for g, w in zip(got, want, strict=True)) < 0.05
 
 
+def test_distillation_pulls_the_student_towards_the_teacher() -> None:
+    """``--teacher``: the teacher's span scores are stored per window and a student trained on them
+    alone (``distil=1``) moves its own scores towards them."""
+    import torch
+
+    from search.reader_train import (
+        _soft_ce,
+        _teacher_batch,
+        add_teacher_logits,
+        featurize,
+        load_base,
+        load_piaf,
+        make_examples,
+        train,
+    )
+    from tests.conftest import SHARED
+
+    passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
+    state, tokenizer, _ = load_base()
+    feats = featurize(tokenizer, make_examples(passages, qas[:4], random.Random(0), negatives=1))
+    torch.manual_seed(0)
+    teacher = R.build_net(n_layers=2)  # an untrained span head: scores the gold labels do not teach
+    teacher.load_state_dict(R.from_bert_state(state, 2), strict=False)
+    add_teacher_logits(R.Reader(teacher.eval(), tokenizer, {}), feats, batch=3)
+    assert all(len(f.meta["teacher"][0]) == len(f.ids) for f in feats)
+    ids, mask = R.pad(feats)
+    ts, te = _teacher_batch(feats, ids.shape[1])
+
+    def gap_after(distil: float) -> float:
+        """How far a 1-layer student's span scores are from the teacher's after 10 steps."""
+        student = R.build_net(n_layers=1)
+        student.load_state_dict(R.from_bert_state(state, 1), strict=False)
+        train(
+            student,
+            lambda _e: feats,
+            1,
+            batch=8,
+            lr=1e-3,
+            head_lr=3e-3,
+            max_steps=10,
+            log=lambda _m: None,
+            distil=distil,
+        )
+        with torch.no_grad():
+            s, e = student.eval()(torch.from_numpy(ids), torch.from_numpy(mask))
+        return float(_soft_ce(s, ts, 2.0) + _soft_ce(e, te, 2.0))
+
+    assert gap_after(1.0) < 0.5 * gap_after(0.0)
+
+
 def test_training_can_ship_the_mean_of_its_last_epochs() -> None:
     """``average_last``: the weights left in the net are the mean of the last epochs' weights,
     not the last epoch's nor the best one's."""
