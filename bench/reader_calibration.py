@@ -80,7 +80,7 @@ def main() -> None:
         from search.reader import read_meta
 
         sha = str(read_meta(artifact)["sha256"])[:12]
-        run = "int8" if st.reader_int8 else "fp32"
+        run = "int8s" if st.reader_int8 else "fp32"  # int8s: smoothed feed-forward outputs
         args.readings = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w.json")
     if args.readings.is_file():
         r = json.loads(args.readings.read_text(encoding="utf-8"))

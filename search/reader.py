@@ -36,6 +36,7 @@ MAX_WINDOW_TOKENS = 160
 MAX_ANSWER_TOKENS = 30
 WINDOW_CHARS = 600  # a window is a sentence plus neighbours up to about this many characters
 QUERY_PROMPT = "query: "
+SMOOTH_OUTLIER = 20.0  # int8: feed-forward outputs whose activations reach past this stay fp32
 
 
 _PROBES = [
@@ -508,77 +509,138 @@ class Reader:
                 print(f"salon: warning: reader runs on PyTorch (ONNX path unavailable: {exc})", file=sys.stderr)
         return reader
 
-    def _onnx(self, onnx_dir: Path, int8: bool = False) -> None:
+    def _export(self, path: Path, net: Any) -> None:
         import os
         import warnings
 
-        import onnxruntime as ort
         import torch
 
+        path.parent.mkdir(parents=True, exist_ok=True)
+        feat = encode(self.tokenizer, "qui a critiqué Salesforce ?", "Des activistes ont critiqué le contrat.")
+        ids, mask = pad([feat])
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net,
+                (torch.from_numpy(ids), torch.from_numpy(mask)),
+                str(tmp),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["start", "end"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    "start": {0: "batch", 1: "tokens"},
+                    "end": {0: "batch", 1: "tokens"},
+                },
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+
+    def _smoothed_int8(self, path: Path) -> None:
+        """int8 ONNX: every matrix product but the span head, the feed-forward outputs smoothed.
+
+        Measured on the calib questions' gold passages (docs/quality.md, Reader): one scale per
+        matrix cost 3 points of F1; one per output channel with 7-bit weights (no u8×s8
+        saturation on CPUs without VNNI) still 1.3. The rest came from the feed-forward output
+        products, whose GELU inputs carry per-channel outliers that one activation scale per call
+        flattens. Keeping those products in fp32 (the former int8) held F1 within a point but left
+        a third of the time in them. Now each is smoothed instead (SmoothQuant): activation
+        channel j divided by s_j = sqrt(max|x_j| / max|W_j|), weight row j multiplied by it, the
+        same product in exact arithmetic with flatter activations. Layers whose activations still
+        reach past ``SMOOTH_OUTLIER`` on the probe windows (3 of 12 in the shipped reader, 31–65
+        against ≤ 14 elsewhere) keep those products in fp32: calib F1 0.5805 against 0.5724 for
+        the former int8 and 0.579 for fp32, reads ~20 % faster; smoothing all 12 cost 1.2 points.
+        """
+        import logging
+        import os
+
+        import onnx
+        import torch
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from torch import nn
+
+        class Smoothed(nn.Module):
+            def __init__(self, fo: nn.Linear, s: torch.Tensor) -> None:
+                super().__init__()
+                self.fo = nn.Linear(fo.in_features, fo.out_features)
+                self.fo.weight = nn.Parameter(fo.weight.detach().float() * s[None, :], requires_grad=False)
+                self.fo.bias = nn.Parameter(fo.bias.detach().float().clone(), requires_grad=False)
+                self.register_buffer("inv", 1.0 / s)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                inv: torch.Tensor = self.inv  # type: ignore[assignment]
+                return self.fo(x * inv)
+
+        layers = self.net.layers
+        amax = [torch.zeros(layer.fo.in_features) for layer in layers]
+
+        def keep_max(i: int) -> Any:
+            def hook(_m: Any, args: tuple[torch.Tensor, ...]) -> None:
+                amax[i] = torch.maximum(amax[i], args[0].detach().float().abs().amax(dim=(0, 1)))
+
+            return hook
+
+        hooks = [layer.fo.register_forward_pre_hook(keep_max(i)) for i, layer in enumerate(layers)]
+        try:
+            with torch.inference_mode():
+                for q, w in _PROBES:
+                    ids, mask = pad([encode(self.tokenizer, q, w)])
+                    self.net(torch.from_numpy(ids), torch.from_numpy(mask))
+        finally:
+            for h in hooks:
+                h.remove()
+        outliers = [i for i, m in enumerate(amax) if float(m.max()) > SMOOTH_OUTLIER]
+        originals = [layer.fo for layer in layers]
+        src = path.with_name(path.stem + ".smoothed.onnx")
+        try:  # the net is the engine's (its embedding table shared): swap the modules, export, restore
+            for i, layer in enumerate(layers):
+                if i not in outliers:
+                    wmax = layer.fo.weight.detach().float().abs().amax(dim=0).clamp_min(1e-5)
+                    sc = (amax[i].clamp_min(1e-5) / wmax).sqrt().clamp(1e-2, 1e2)
+                    layer.fo = Smoothed(layer.fo, sc)
+            self._export(src, self.net)
+        finally:
+            for layer, fo in zip(layers, originals, strict=True):
+                layer.fo = fo
+        keep = [
+            n.name
+            for n in onnx.load(str(src)).graph.node
+            if n.op_type == "MatMul"
+            and (n.name.startswith("/qa/") or any(n.name.startswith(f"/layers.{i}/fo/") for i in outliers))
+        ]
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        # its advice to pre-process the model first goes to the root logger on every call; the F1
+        # and speed above were measured without that step
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(
+                str(src),
+                str(tmp),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul"],
+                per_channel=True,
+                reduce_range=True,
+                nodes_to_exclude=keep,
+            )
+        finally:
+            logging.disable(logging.NOTSET)
+            src.unlink(missing_ok=True)
+        os.replace(tmp, path)
+
+    def _onnx(self, onnx_dir: Path, int8: bool = False) -> None:
+        import onnxruntime as ort
+
         path = onnx_dir / f"reader-{self.meta['sha256'][:16]}.onnx"
-        if not path.is_file():
-            print(f"salon: exporting the reader to ONNX ({path.name}, once, ~20 s)…", file=sys.stderr)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            feat = encode(self.tokenizer, "qui a critiqué Salesforce ?", "Des activistes ont critiqué le contrat.")
-            ids, mask = pad([feat])
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    self.net,
-                    (torch.from_numpy(ids), torch.from_numpy(mask)),
-                    str(tmp),
-                    input_names=["input_ids", "attention_mask"],
-                    output_names=["start", "end"],
-                    dynamic_axes={
-                        "input_ids": {0: "batch", 1: "tokens"},
-                        "attention_mask": {0: "batch", 1: "tokens"},
-                        "start": {0: "batch", 1: "tokens"},
-                        "end": {0: "batch", 1: "tokens"},
-                    },
-                    opset_version=17,
-                    dynamo=False,
-                )
-            os.replace(tmp, path)
         if int8:  # weights of the matrix products in int8, activations quantised per call
-            import logging
-
-            import onnx
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            q = path.with_name(path.stem + "-int8f.onnx")
-            if not q.is_file():
-                print(f"salon: quantising the reader to int8 ({q.name}, once, ~10 s)…", file=sys.stderr)
-                tmp = q.with_suffix(f".tmp{os.getpid()}")
-                # Measured on the calib questions' gold passages (docs/quality.md, Reader): one
-                # scale per matrix cost 3 points of F1; one per output channel with 7-bit weights
-                # (no u8×s8 saturation on CPUs without VNNI) still 1.3. The rest came from the
-                # feed-forward output products, whose GELU inputs carry outliers that one
-                # activation scale per call flattens: those stay fp32, as does the span head.
-                # F1 then stays within a point of fp32's (first reader 0.555 against 0.551; shipped
-                # 0.572 against 0.579, bench/reader_gold.py) at ~1.5× its speed.
-                keep = [
-                    n.name
-                    for n in onnx.load(str(path)).graph.node
-                    if n.op_type == "MatMul" and ("/fo/" in n.name or n.name.startswith("/qa/"))
-                ]
-                # its advice to pre-process the model first goes to the root logger on every
-                # call; the F1 and speed above were measured without that step
-                logging.disable(logging.WARNING)
-                try:
-                    quantize_dynamic(
-                        str(path),
-                        str(tmp),
-                        weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["MatMul"],
-                        per_channel=True,
-                        reduce_range=True,
-                        nodes_to_exclude=keep,
-                    )
-                finally:
-                    logging.disable(logging.NOTSET)
-                os.replace(tmp, q)
-            path = q
+            path = path.with_name(path.stem + "-int8s.onnx")
+            if not path.is_file():
+                print(f"salon: making the int8 reader ({path.name}, once, ~30 s)…", file=sys.stderr)
+                self._smoothed_int8(path)
+        elif not path.is_file():
+            print(f"salon: exporting the reader to ONNX ({path.name}, once, ~20 s)…", file=sys.stderr)
+            self._export(path, self.net)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
