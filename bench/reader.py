@@ -31,9 +31,9 @@ from search.evaluate import _f1, _norm, load_dataset
 CONFIGS: dict[str, dict[str, Any]] = {
     "sentences (reader off)": {"reader": False},
     "reader int8, 1 window": {"reader_int8": True, "reader_windows": 1},
-    "reader int8, 2 windows (default)": {"reader_int8": True, "reader_windows": 2},
-    "reader fp32, 1 window": {"reader_int8": False, "reader_windows": 1},
-    "reader fp32, 2 windows": {"reader_int8": False, "reader_windows": 2},
+    "reader int8, 2 windows, one per article (default)": {"reader_int8": True, "reader_windows": 2},
+    "reader int8, 2 windows, same article too": {"reader_int8": True, "reader_windows": 2, "reader_same_article": True},
+    "reader fp32, 2 windows, one per article": {"reader_int8": False, "reader_windows": 2},
 }
 
 

@@ -81,7 +81,8 @@ def main() -> None:
 
         sha = str(read_meta(artifact)["sha256"])[:12]
         run = "int8s" if st.reader_int8 else "fp32"  # int8s: smoothed feed-forward outputs
-        args.readings = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w.json")
+        per = "" if st.reader_same_article else "-per-article"  # which windows are read
+        args.readings = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w{per}.json")
     if args.readings.is_file():
         r = json.loads(args.readings.read_text(encoding="utf-8"))
     else:

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         "less latency and let two articles answer; 1 cuts a third more for nearly the same top answer "
         "(docs/quality.md).",
     )
+    reader_same_article: bool = Field(
+        False,
+        description="Also read a window of an article already read when its sentence is among the best "
+        "reader_windows; false (default): that slot is spent unread, since one answer is shown per article.",
+    )
     reader_threshold: float | None = Field(
         None, ge=0, le=1, description="Reader confidence under which no answer is given; unset: the one fitted with it."
     )

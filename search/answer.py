@@ -211,7 +211,11 @@ class AnswerFinder:
         where = {row: (sv, j) for row, _rank, sv, j in self._sentence_rows(cands)}
         scored = self.score_sentences(query, qv, cands, terms)
         picked: list[tuple[Window, Sentences, int, int, float, dict[str, float]]] = []
+        s = self.engine.settings
+        slots = s.reader_windows
         for conf, row, rank, sf in scored:
+            if slots <= 0:
+                break
             sv, j = where[row]
             # a sentence already inside a window read adds nothing
             if any(
@@ -221,11 +225,15 @@ class AnswerFinder:
                 for p in picked
             ):
                 continue
+            slots -= 1
+            # One answer is shown per article, and a second window of an article already read
+            # rarely beats its first (docs/quality.md, Reader): the slot is spent unread, so a
+            # question whose best sentences share an article costs one window, not two.
+            if not s.reader_same_article and any(p[1].article == sv.article for p in picked):
+                continue
             ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
             text = view.article(sv.article).text
             picked.append((Window(text[ws:we], ws), sv, j, rank, conf, sf))
-            if len(picked) >= self.engine.settings.reader_windows:
-                break
         spans = self.reader.read(query, [p[0] for p in picked])
         # The same answer read in several windows (another passage, another sentence) is
         # evidence a single window cannot give.

@@ -49,6 +49,27 @@ def test_salesforce_span_inside_its_sentence(engine) -> None:  # type: ignore[no
     assert a.start <= a.span[0] < a.span[1] <= a.end and ACTIVISTS in a.text
 
 
+def test_a_second_window_is_read_only_from_another_article(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Both best sentences for the seed question are in the Dreamforce article: one window is read
+    (one answer is shown per article), two with ``reader_same_article``, the answer the same."""
+    reader = engine.answers.reader
+    read = reader.read
+    calls: list[list[R.Window]] = []
+
+    def spy(question: str, windows: list[R.Window]) -> list[R.ReadSpan]:
+        calls.append(windows)
+        return read(question, windows)
+
+    monkeypatch.setattr(reader, "read", spy)
+    spans = []
+    for same in (False, True):
+        monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"reader_same_article": same}))
+        spans.append(engine.search("qui a critiqué Salesforce ?", k=5).answer.span_text)
+    assert [len(c) for c in calls] == [1, 2] and spans == ["des activistes", "des activistes"]
+    art = engine.article("dreamforce-2019").text
+    assert all(art[w.offset : w.offset + len(w.text)] == w.text for w in calls[1])  # both from that article
+
+
 def test_english_question_the_reader_reads_the_french_span(engine) -> None:  # type: ignore[no-untyped-def]
     """Cross-lingual reading: asked in English over the French sentence, the reader marks the span."""
     art = engine.article("dreamforce-2019")
