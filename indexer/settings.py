@@ -92,17 +92,16 @@ class Settings(BaseSettings):
     )
     reader_int8: bool = Field(
         True,
-        description="Run the reader's matrix products in int8 (ONNX Runtime; the feed-forward outputs and the span "
-        "head stay fp32): ~1.5x faster than fp32 within 1 point of its F1 on held-out articles (docs/quality.md); "
+        description="Run the reader's matrix products in int8 (ONNX Runtime; feed-forward outputs smoothed, the "
+        "span head fp32): ~1.6x faster than fp32 within 1 point of its F1 on held-out articles (docs/quality.md); "
         "false: fp32.",
     )
     reader_windows: int = Field(
         2,
         ge=1,
         le=10,
-        description="Windows (a sentence and its neighbours) the reader reads: 2 answer as well as 3 at a third "
-        "less latency and let two articles answer; 1 cuts a third more for nearly the same top answer "
-        "(docs/quality.md).",
+        description="Windows (a sentence and its neighbours) around the best sentences the reader may read: 2 let "
+        "two articles answer; 1 is ~25 % faster for nearly the same top answer (docs/quality.md).",
     )
     reader_same_article: bool = Field(
         False,
