@@ -76,12 +76,12 @@ def test_fusion_scores_and_dedupe(engine) -> None:  # type: ignore[no-untyped-de
 
 
 def test_distinct_answers_across_articles(engine) -> None:  # type: ignore[no-untyped-def]
-    # a vague question: each article holds a candidate answer, none very confident
+    # a vague question: each article names a place (Paris, San Francisco, Lyon), none very confident
     saved = engine.settings
     # (the reader's threshold when the reader answers, the sentence heuristic's otherwise)
     engine.settings = saved.model_copy(update={"answer_threshold": 0.05, "reader_threshold": 0.01})
     try:
-        res = engine.search("quand a eu lieu le salon ?", k=5)
+        res = engine.search("où a eu lieu le salon ?", k=5)
     finally:
         engine.settings = saved
     ids = [a.doc_id for a in res.answers]
