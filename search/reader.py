@@ -593,7 +593,7 @@ class Reader:
                 h.remove()
         outliers = [i for i, m in enumerate(amax) if float(m.max()) > SMOOTH_OUTLIER]
         originals = [layer.fo for layer in layers]
-        src = path.with_name(path.stem + ".smoothed.onnx")
+        src = path.with_name(f"{path.stem}.smoothed{os.getpid()}.onnx")  # two first starts at once: one each
         try:  # the net is the engine's (its embedding table shared): swap the modules, export, restore
             for i, layer in enumerate(layers):
                 if i not in outliers:
