@@ -327,8 +327,9 @@ def test_training_can_ship_the_mean_of_its_last_epochs() -> None:
 
 def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
     """The fit keeps the named features only, ranks right readings above wrong ones, and picks the
-    lowest threshold with precision ≥ 0.85 that abstains on questions whose article is missing."""
-    from search.evaluate import fit_answer_confidence
+    lowest threshold at which its own expected precision reaches 0.85 and that abstains on
+    questions whose article is missing (the counted precision there too, on well-behaved data)."""
+    from search.evaluate import expected_precision, fit_answer_confidence, top_readings
 
     rng = random.Random(0)
 
@@ -344,6 +345,15 @@ def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
     assert cal["weights"][0] > 0 and abs(cal["weights"][1]) < cal["weights"][0]
     at = cal["at_threshold"]
     assert at["precision"] >= 0.85 and at["abstains"] >= 0.85 and at["answered"] > 0.3
+    tp = top_readings(present, cal)
+    t = cal["threshold"]
+    assert expected_precision(tp, t) >= 0.85 > expected_precision(tp, round(t - 0.01, 2))
+    assert (
+        fit_answer_confidence(present, absent, features=("margin", "sim"), rule="counted")["at_threshold"]["precision"]
+        >= 0.85
+    )
+    with pytest.raises(ValueError, match="threshold rule"):
+        fit_answer_confidence(present, absent, rule="best")
     hi, lo = {**present[0][0][0], "margin": 9.0}, {**present[0][0][0], "margin": -3.0}
     assert R.confidence(hi, cal) > cal["threshold"] > R.confidence(lo, cal)
     # a calibration from before features were named reads the first three
