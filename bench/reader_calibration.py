@@ -103,18 +103,23 @@ def main() -> None:
         "| answered at precision 0.85 | precision at 60 % answered |"
     )
     print("|---|---|---|---|---|---|---|")
-    whole_fits: dict[tuple[str, ...], dict[str, Any]] = {}
-    for name, feats in SETS.items():
-        agg = dict.fromkeys(("answered", "precision", "abstains", "answered_at_p85", "precision_at_60"), 0.0)
+
+    def two_fold(feats: tuple[str, ...], rule: str = "expected") -> list[tuple[dict[str, Any], dict[str, float]]]:
+        """Fitted on each half of calib, (the fit, its figures on the other half)."""
+        out = []
         for k in (0, 1):
 
             def part(rs: Readings, same: bool, k: int = k) -> Readings:
                 return [q for q, f in zip(rs, fold, strict=True) if (f == k) == same]
 
-            cal = fit_answer_confidence(part(present, True), part(absent, True), features=feats)
-            m = at(cal, part(present, False), part(absent, False))
-            for key in agg:
-                agg[key] += m[key] / 2
+            cal = fit_answer_confidence(part(present, True), part(absent, True), features=feats, rule=rule)
+            out.append((cal, at(cal, part(present, False), part(absent, False))))
+        return out
+
+    whole_fits: dict[tuple[str, ...], dict[str, Any]] = {}
+    for name, feats in SETS.items():
+        folds = two_fold(feats)
+        agg = {key: sum(m[key] for _, m in folds) / 2 for key in folds[0][1]}
         whole = whole_fits[feats] = fit_answer_confidence(present, absent, features=feats)
         out["sets"][name] = {"features": feats, "cross_validated": agg, "threshold": whole["threshold"]}
         print(
@@ -127,20 +132,7 @@ def main() -> None:
     print("|---|---|---|---|")
     out["threshold_rules"] = {}
     for rule in ("counted", "expected"):
-        got = []
-        for k in (0, 1):
-            cal = fit_answer_confidence(
-                [q for q, f in zip(present, fold, strict=True) if f == k],
-                [q for q, f in zip(absent, fold, strict=True) if f == k],
-                features=CALIBRATION_FEATURES,
-                rule=rule,
-            )
-            m = at(
-                cal,
-                [q for q, f in zip(present, fold, strict=True) if f != k],
-                [q for q, f in zip(absent, fold, strict=True) if f != k],
-            )
-            got.append((cal["threshold"], m["answered"], m["precision"]))
+        got = [(cal["threshold"], m["answered"], m["precision"]) for cal, m in two_fold(CALIBRATION_FEATURES, rule)]
         out["threshold_rules"][rule] = [{"threshold": t, "answered": a, "precision": p} for t, a, p in got]
         print(
             f"| {rule} | {' / '.join(f'{t:.2f}' for t, _, _ in got)} | {np.mean([a for _, a, _ in got]):.3f} "
