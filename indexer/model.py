@@ -278,6 +278,11 @@ class OnnxQueryEncoder:
         return vecs
 
 
+def onnx_dir(settings: Settings) -> Path:
+    """Where the ONNX exports (query encoder, reader) are cached, made once per model."""
+    return Path(settings.cache_dir) / "models" / "onnx"
+
+
 class Embedder:
     """The loaded model plus what encoding needs: prompts, batching by length, the cache."""
 
@@ -316,7 +321,7 @@ class Embedder:
             cache,
             settings.precision,
             settings.query_runtime,
-            Path(settings.cache_dir) / "models" / "onnx",
+            onnx_dir(settings),
         )
 
     def query_encoder(self) -> OnnxQueryEncoder | None:

@@ -455,12 +455,11 @@ def main(argv: list[str] | None = None) -> None:
     kinds: dict[str, int] = {}
     teacher = None
     if args.teacher:
+        from indexer.model import onnx_dir
         from indexer.settings import Settings
 
         # int8 ONNX, as search runs it: ~1.5 min a training epoch on 2 cores instead of ~4 in PyTorch
-        teacher = R.Reader.load(
-            state, tokenizer, model_id, args.teacher, Path(Settings().cache_dir) / "models" / "onnx", True
-        )
+        teacher = R.Reader.load(state, tokenizer, model_id, args.teacher, onnx_dir(Settings()), True)
         log(f"teacher: {args.teacher} (depth {teacher.meta.get('depth', 12)}, {teacher.runtime})")
 
     def epoch_feats(epoch: int) -> list[R.Feature]:
