@@ -359,6 +359,8 @@ def fit_answer_confidence(
     """
     from search.reader import CALIBRATION_FEATURES, fit_logistic
 
+    if rule not in ("expected", "counted"):
+        raise ValueError(f"threshold rule {rule!r}: 'expected' or 'counted'")
     names = list(features or CALIBRATION_FEATURES)
     feats = [f for q in present for f, _, _ in q] + [f for q in absent for f, _, _ in q]
     x = np.array([[f[n] for n in names] for f in feats], dtype=np.float64).reshape(len(feats), len(names))
@@ -368,8 +370,6 @@ def fit_answer_confidence(
 
     tp, ta = top_readings(present, cal), top_readings(absent, cal)
     rows = [(t, *operating_point(tp, ta, t)) for t in (round(0.05 + 0.01 * i, 2) for i in range(91))]
-    if rule not in ("expected", "counted"):
-        raise ValueError(f"threshold rule {rule!r}: 'expected' or 'counted'")
 
     def precise(r: tuple[float, ...]) -> bool:
         return (expected_precision(tp, r[0]) if rule == "expected" else r[2]) >= precision

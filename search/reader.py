@@ -550,8 +550,9 @@ class Reader:
         channel j divided by s_j = sqrt(max|x_j| / max|W_j|), weight row j multiplied by it, the
         same product in exact arithmetic with flatter activations. Layers whose activations still
         reach past ``SMOOTH_OUTLIER`` on the probe windows (3 of 12 in the shipped reader, 31–65
-        against ≤ 14 elsewhere) keep those products in fp32: calib F1 0.5805 against 0.5724 for
-        the former int8 and 0.579 for fp32, reads ~20 % faster; smoothing all 12 cost 1.2 points.
+        against ≤ 14 elsewhere) keep those products in fp32: calib F1 0.574 against 0.572 for the
+        former int8 and 0.579 for fp32 (bench/reader_gold.py), reads ~20 % faster; smoothing all 12
+        cost 1.2 points. Factors differing by 1e-6 moved calib F1 to 0.5805: under a point is noise.
         """
         import logging
         import os
