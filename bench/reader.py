@@ -32,19 +32,37 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "sentences (reader off)": {"reader": False},
     "reader int8, 1 window": {"reader_int8": True, "reader_windows": 1},
     "reader int8, 2 windows, one per article (default)": {"reader_int8": True, "reader_windows": 2},
+    "reader int8, 2 windows, one per article, no gate (every window read)": {
+        "reader_int8": True,
+        "reader_windows": 2,
+        "reader_gate": False,
+    },
     "reader int8, 2 windows, same article too": {"reader_int8": True, "reader_windows": 2, "reader_same_article": True},
     "reader fp32, 2 windows, one per article": {"reader_int8": False, "reader_windows": 2},
 }
 
 
-def run(engine: Engine, qs: list[Any]) -> dict[str, float]:
+def run(engine: Engine, qs: list[Any]) -> dict[str, Any]:
     threshold = engine.answers.threshold
     for q in qs[:2]:
         engine.search(q.text, k=10)
+    reader, read = engine.answers.reader, None
+    windows: list[int] = []
+    shown: list[list[Any]] = []  # the answers shown, to compare configurations
+    if reader is not None:  # count the windows read per question (the gate skips some)
+        read = reader.read
+
+        def counted(question: str, ws: list[Any]) -> Any:
+            windows.append(len(ws))
+            assert read is not None
+            return read(question, ws)
+
+        reader.read = counted  # type: ignore[method-assign]
     lat, answered, right, f1, f1_any = [], 0, 0, 0.0, 0.0
     for q in qs:
         res = engine.search(q.text, k=10)
         lat.append(res.took_ms)
+        shown.append([(x.doc_id, x.span) for x in res.answers if x.score >= threshold])
         a = res.answer
         golds = [_norm(g) for g in q.answers]
         if a is None:
@@ -56,7 +74,12 @@ def run(engine: Engine, qs: list[Any]) -> dict[str, float]:
             right += any(g and g in _norm(a.text) for g in golds)
             f1 += f
     n = len(qs)
+    if reader is not None:
+        del reader.read  # the instance attribute set above: the class's method again
     return {
+        "windows_per_question": sum(windows) / n,
+        "questions_reading_2": sum(w >= 2 for w in windows) / n,
+        "shown": shown,
         "p50_ms": float(np.percentile(lat, 50)),
         "p95_ms": float(np.percentile(lat, 95)),
         "answered": answered / n,
@@ -85,15 +108,25 @@ def main() -> None:
             engine = Engine.open(Path(tmp), base.model_copy(update=update), embedder)
             # thresholded figures come from the engine's own answers (threshold applied in search)
             out["configs"][name] = run(engine, ds.questions)
-            print(name, out["configs"][name], file=sys.stderr)
+            print(name, {k: v for k, v in out["configs"][name].items() if k != "shown"}, file=sys.stderr)
+    shown = {name: m.pop("shown") for name, m in out["configs"].items()}
+    gated = next((k for k in shown if "(default)" in k), None)
+    ungated = next((k for k in shown if "no gate" in k), None)
+    if gated and ungated:  # the gate is meant to change no answer shown
+        out["gate_changed_answers"] = sum(a != b for a, b in zip(shown[gated], shown[ungated], strict=True))
     print(f"{ds.name}, {args.split} split: {out['questions']} questions, {out['documents']} documents indexed\n")
-    print("| configuration | p50 ms | p95 ms | answered | precision | span F1 (abstentions 0) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| configuration | p50 ms | p95 ms | answered | precision | span F1 (abstentions 0) | windows read "
+        "per question | questions reading 2 |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, m in out["configs"].items():
         print(
             f"| {name} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | {m['answered']:.3f} | {m['precision']:.3f} | "
-            f"{m['span_f1']:.3f} |"
+            f"{m['span_f1']:.3f} | {m['windows_per_question']:.2f} | {m['questions_reading_2']:.3f} |"
         )
+    if "gate_changed_answers" in out:
+        print(f"\nquestions whose answers shown differ with the gate off: {out['gate_changed_answers']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -252,6 +252,13 @@ def main() -> None:
         help="for these sizes (e.g. 'all'), take passage vectors from the cache and give texts "
         "missing there a random unit vector instead of encoding them (latency only; reported)",
     )
+    ap.add_argument(
+        "--with-piaf",
+        action="store_true",
+        help="index the PIAF articles too (label '<size>+piaf'), so the PIAF questions of the mix find "
+        "their articles and the reader reads what it would read in real use (with --cached-only, "
+        "OrangeSum's stand-in vectors match no question and the reader's window gate would skip them)",
+    )
     ap.add_argument("--no-http", action="store_true")
     ap.add_argument("--no-recall", action="store_true", help="latency only (e.g. over random stand-in vectors)")
     ap.add_argument("--json", type=Path, help="write the figures here (for bench/plots.py)")
@@ -265,8 +272,11 @@ def main() -> None:
     for label in args.sizes.split(","):
         size = None if label == "all" else int(label)
         arts = subset(ds.articles, size)
-        paras = sum(a.text.count("\n\n") + 1 for a in arts)
         cached_only = label in args.cached_only.split(",")
+        if args.with_piaf:
+            arts = arts + load_dataset(args.piaf).articles
+            label += "+piaf"
+        paras = sum(a.text.count("\n\n") + 1 for a in arts)
         where = ensure_index(label, arts, embedder, settings, args.rebuild, cached_only)
         if args.build_only:
             continue

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         description="Also read a window of an article already read when its sentence is among the best "
         "reader_windows; false (default): that slot is spent unread, since one answer is shown per article.",
     )
+    reader_gate: bool = Field(
+        True,
+        description="Skip a window whose reading could not pass the answer threshold whatever the reader "
+        "found there (its margin bounded by the largest seen on calib + 2): the same answers for less "
+        "work when the best sentences are far from the question; false: read every window.",
+    )
     reader_threshold: float | None = Field(
         None, ge=0, le=1, description="Reader confidence under which no answer is given; unset: the one fitted with it."
     )

@@ -202,17 +202,38 @@ class AnswerFinder:
         return answers
 
     def readings(
-        self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str], view: StoreView
+        self,
+        query: str,
+        qv: np.ndarray,
+        cands: list[_Candidate],
+        terms: list[str],
+        view: StoreView,
+        gate: bool = True,
     ) -> list[Reading]:
-        """The reader over windows around the best-scored sentences, best confidence first."""
-        from search.reader import Window, calibration_features, confidence, normalize_answer, window_around
+        """The reader over windows around the best-scored sentences, best confidence first.
+
+        ``gate`` (and the ``reader_gate`` setting): a window whose reading could not reach the
+        answer threshold even with the largest margin the reader gives is not read, since its
+        answer would not be shown; evaluation passes False to see every reading, shown or not.
+        """
+        from search.reader import (
+            Window,
+            calibration_features,
+            confidence,
+            margin_bound,
+            normalize_answer,
+            window_around,
+        )
 
         assert self.reader is not None
         where = {row: (sv, j) for row, _rank, sv, j in self._sentence_rows(cands)}
         scored = self.score_sentences(query, qv, cands, terms)
-        picked: list[tuple[Window, Sentences, int, int, float, dict[str, float]]] = []
+        picked: list[tuple[Window, Sentences, int, int, float, dict[str, float], int]] = []
         s = self.engine.settings
+        cal = self.reader.calibration
+        bound = margin_bound(cal) if gate and s.reader_gate else None
         slots = s.reader_windows
+        order = 0  # the window's place among those read ungated: a feature of the confidence
         for conf, row, rank, sf in scored:
             if slots <= 0:
                 break
@@ -231,18 +252,25 @@ class AnswerFinder:
             # question whose best sentences share an article costs one window, not two.
             if not s.reader_same_article and any(p[1].article == sv.article for p in picked):
                 continue
+            order += 1
+            # Questions whose sentences are far from the question (the article is not indexed,
+            # or the question is not about the corpus) cost no reading; the answers shown are the
+            # same (docs/quality.md, Reader: the gate).
+            best = calibration_features(bound, order - 1, conf, sf, rank) if bound is not None else None
+            if best is not None and confidence(best, cal) < self.threshold:
+                continue
             ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
             text = view.article(sv.article).text
-            picked.append((Window(text[ws:we], ws), sv, j, rank, conf, sf))
+            picked.append((Window(text[ws:we], ws), sv, j, rank, conf, sf, order - 1))
         spans = self.reader.read(query, [p[0] for p in picked])
         # The same answer read in several windows (another passage, another sentence) is
         # evidence a single window cannot give.
         said = [normalize_answer(sp.text) for sp in spans]
         out = []
-        for order, (sp, (_w, sv, j, rank, conf, sf)) in enumerate(zip(spans, picked, strict=True)):
-            agree = sum(1 for k, t in enumerate(said) if k != order and t and t == said[order])
-            f = calibration_features(sp.score, order, conf, sf, rank, sp.log_prob, agree)
-            out.append(Reading(sv, j, rank, conf, sp, f, confidence(f, self.reader.calibration)))
+        for k, (sp, (_w, sv, j, rank, conf, sf, place)) in enumerate(zip(spans, picked, strict=True)):
+            agree = sum(1 for i, t in enumerate(said) if i != k and t and t == said[k])
+            f = calibration_features(sp.score, place, conf, sf, rank, sp.log_prob, agree)
+            out.append(Reading(sv, j, rank, conf, sp, f, confidence(f, cal)))
         out.sort(key=lambda r: -r.conf)
         return out
 

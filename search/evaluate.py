@@ -291,7 +291,7 @@ def _readings(engine: Any, ds: Dataset, progress: bool) -> Readings:
         e.load_sentences(v, ranked)
         golds = [_norm(g) for g in q.answers]
         rows = []
-        for r in e.answers.readings(q.text, qv, ranked, terms, v):
+        for r in e.answers.readings(q.text, qv, ranked, terms, v, gate=False):
             sv, sp = r.sentences, r.span
             k = max((k for k in range(len(sv.starts)) if sv.starts[k] <= sp.start), default=r.index)
             sent = _norm(sv.texts[k] + " " + sp.text)
@@ -382,6 +382,9 @@ def fit_answer_confidence(
         "at_threshold": {"answered": round(pick[1], 4), "precision": round(pick[2], 4), "abstains": round(pick[3], 4)},
         "windows": len(x),
         "positives": int(y.sum()),
+        # the answer finder skips a window that could not pass the threshold with this margin
+        # (plus reader.MARGIN_SLACK): the largest the reader gave on the windows fitted on
+        "margin_max": round(float(max((f["margin"] for f in feats), default=0.0)), 4),
         # the trade-off, for docs and for choosing SALON_READER_THRESHOLD by hand
         "curve": [
             {"threshold": t, "answered": round(a, 4), "precision": round(p, 4), "abstains": round(ab, 4)}

@@ -422,6 +422,27 @@ def calibration_features(
     }
 
 
+# Features a reading has before the reader runs (the window's place and its sentence's evidence);
+# the others come from the reader's output.
+KNOWN_BEFORE_READING = frozenset({"order", "sentence_logit", "sim", "cov", "type", "passage_rank"})
+# Added to the largest margin seen on calib to bound what an unread window could score: over the
+# 2,209 calib windows the margin's 99.9th percentile is 15.6 and its largest 15.9.
+MARGIN_SLACK = 2.0
+
+
+def margin_bound(cal: dict[str, Any]) -> float | None:
+    """The most margin a window is taken to reach, or None when ``cal`` cannot bound a reading
+    before it is read (no ``margin_max`` recorded, a non-positive margin weight, or a feature
+    only the reader gives beside the margin)."""
+    names = list(cal.get("features") or DEFAULT_FEATURES)
+    weights = dict(zip(names, cal.get("weights", []), strict=False))
+    if "margin_max" not in cal or weights.get("margin", 0.0) <= 0:
+        return None
+    if any(n != "margin" and n not in KNOWN_BEFORE_READING for n in names):
+        return None
+    return float(cal["margin_max"]) + MARGIN_SLACK
+
+
 def confidence(features: dict[str, float], cal: dict[str, Any]) -> float:
     """Calibrated probability that the answer is right (``fit_logistic`` weights over the
     features the calibration names)."""

@@ -70,6 +70,37 @@ def test_a_second_window_is_read_only_from_another_article(engine, monkeypatch) 
     assert all(art[w.offset : w.offset + len(w.text)] == w.text for w in calls[1])  # both from that article
 
 
+def test_the_gate_skips_windows_that_could_not_answer_and_changes_no_answer(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A window whose reading could not pass the threshold even at the reader's largest calib
+    margin is not read: the off-corpus question reads nothing, the seed question still reads its
+    window, and every answer shown is the ungated one."""
+    reader = engine.answers.reader
+    assert R.margin_bound(reader.calibration) == pytest.approx(reader.calibration["margin_max"] + R.MARGIN_SLACK)
+    read = reader.read
+    calls: list[int] = []
+
+    def spy(question: str, windows: list[R.Window]) -> list[R.ReadSpan]:
+        calls.append(len(windows))
+        return read(question, windows)
+
+    monkeypatch.setattr(reader, "read", spy)
+    questions = (
+        "qui a critiqué Salesforce ?",
+        "quelle est la recette de la tarte tatin ?",
+        "combien d'exposants au salon du e-marketing ?",
+        "où a eu lieu le salon ?",
+    )
+    shown: dict[bool, list[list[tuple[str, int, int]]]] = {}
+    windows: dict[bool, list[int]] = {}
+    for gate in (False, True):
+        monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"reader_gate": gate}))
+        calls.clear()
+        shown[gate] = [[(a.doc_id, *a.span) for a in engine.search(q, k=5).answers] for q in questions]
+        windows[gate] = list(calls)
+    assert shown[True] == shown[False] and shown[True][0] and not shown[True][1]
+    assert windows[True][0] >= 1 and windows[True][1] == 0 and sum(windows[True]) < sum(windows[False])
+
+
 def test_english_question_the_reader_reads_the_french_span(engine) -> None:  # type: ignore[no-untyped-def]
     """Cross-lingual reading: asked in English over the French sentence, the reader marks the span."""
     art = engine.article("dreamforce-2019")
