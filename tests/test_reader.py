@@ -390,3 +390,9 @@ def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
     # a calibration from before features were named reads the first three
     old = {"weights": [1.0, 0.0, 0.0], "bias": -2.0}
     assert abs(R.confidence(hi, old) - 1 / (1 + np.exp(-7.0))) < 1e-9
+    # the gate's bound: the largest margin fitted on, plus slack; none where it cannot bound
+    top = max(f["margin"] for q in present + absent for f, _, _ in q)
+    assert cal["margin_max"] == pytest.approx(top, abs=1e-4)
+    assert R.margin_bound(cal) == pytest.approx(top + R.MARGIN_SLACK, abs=1e-4)
+    assert R.margin_bound(old) is None  # no margin_max recorded
+    assert R.margin_bound({**cal, "features": ["margin", "agreement"]}) is None  # known only after reading
