@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         ge=1,
         le=10,
         description="Windows (a sentence and its neighbours) around the best sentences the reader may read: 2 let "
-        "two articles answer; 1 is ~25 % faster for nearly the same top answer (docs/quality.md).",
+        "two articles answer; 1 reads less for nearly the same top answer (docs/quality.md).",
     )
     reader_same_article: bool = Field(
         False,
