@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import indexer.model as M
 from indexer.settings import Settings
 from search.evaluate import evaluate
+from search.reader import quantize_matmuls
 
 
 def main() -> None:
@@ -33,8 +33,6 @@ def main() -> None:
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     settings = Settings(reader=False)
     emb = M.Embedder.from_settings(settings)
     fp32 = emb.query_encoder()
@@ -44,16 +42,7 @@ def main() -> None:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="salon-qint8-") as tmp:
         dst = Path(tmp) / "query-int8.onnx"
-        logging.disable(logging.WARNING)
-        quantize_dynamic(
-            str(src),
-            str(dst),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
-            per_channel=True,
-            reduce_range=True,
-        )
-        logging.disable(logging.INFO)  # the quantiser turns on debug logging for every library
+        quantize_matmuls(src, dst)  # as the reader's int8, every product
         int8 = M.OnnxQueryEncoder(dst)
         qs = [json.loads(x)["question"] for x in (args.dataset / "questions.jsonl").read_text().splitlines()[:300]]
         cos = [float(fp32(emb.model, [f"query: {q}"])[0] @ int8(emb.model, [f"query: {q}"])[0]) for q in qs]
