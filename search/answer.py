@@ -229,6 +229,7 @@ class AnswerFinder:
         where = {row: (sv, j) for row, _rank, sv, j in self._sentence_rows(cands)}
         scored = self.score_sentences(query, qv, cands, terms)
         picked: list[tuple[Window, Sentences, int, int, float, dict[str, float], int]] = []
+        skipped: list[tuple[Window, Sentences]] = []  # by the gate
         s = self.engine.settings
         cal = self.reader.calibration
         bound = margin_bound(cal) if gate and s.reader_gate else None
@@ -238,30 +239,33 @@ class AnswerFinder:
             if slots <= 0:
                 break
             sv, j = where[row]
+            taken = [(p[0], p[1]) for p in picked] + skipped
             # a sentence already inside a window read adds nothing
             if any(
-                p[1].article == sv.article
-                and p[0].offset <= sv.starts[j]
-                and sv.ends[j] <= p[0].offset + len(p[0].text)
-                for p in picked
+                w_sv.article == sv.article and w.offset <= sv.starts[j] and sv.ends[j] <= w.offset + len(w.text)
+                for w, w_sv in taken
             ):
                 continue
             slots -= 1
             # One answer is shown per article, and a second window of an article already read
             # rarely beats its first (docs/quality.md, Reader): the slot is spent unread, so a
             # question whose best sentences share an article costs one window, not two.
-            if not s.reader_same_article and any(p[1].article == sv.article for p in picked):
+            if not s.reader_same_article and any(w_sv.article == sv.article for _w, w_sv in taken):
                 continue
             order += 1
             # Questions whose sentences are far from the question (the article is not indexed,
             # or the question is not about the corpus) cost no reading; the answers shown are the
             # same (docs/quality.md, Reader: the gate).
+            # A skipped window still counts as taken for the checks above, so the gate never
+            # reads a window that reading every window would not have.
             best = calibration_features(bound, order - 1, conf, sf, rank) if bound is not None else None
-            if best is not None and confidence(best, cal) < self.threshold:
-                continue
             ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
             text = view.article(sv.article).text
-            picked.append((Window(text[ws:we], ws), sv, j, rank, conf, sf, order - 1))
+            window = Window(text[ws:we], ws)
+            if best is not None and confidence(best, cal) < self.threshold:
+                skipped.append((window, sv))
+                continue
+            picked.append((window, sv, j, rank, conf, sf, order - 1))
         spans = self.reader.read(query, [p[0] for p in picked])
         # The same answer read in several windows (another passage, another sentence) is
         # evidence a single window cannot give.
