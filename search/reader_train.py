@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -137,6 +138,93 @@ def make_examples(
             wt = o.text[w[0] : w[1]]
             if not _contains_answer(wt, qa):
                 out.append((qa, wt, None, None, "other"))
+    return out
+
+
+# Cloze questions (``cloze_examples``): a name or a number that recurs in an article is replaced
+# by "qui" / "combien" in one sentence (the question); the answer is another occurrence at least
+# two sentences away, read in its own window. Capitalised word runs not at a sentence start stand
+# in for names; numbers may carry a unit, and are whole (not the 20 of « 20h »).
+_CLOZE_NAME = re.compile(r"(?<![\w'’])([A-ZÉÈÀÂÎÔ][\w’'-]+(?:\s+(?:de\s+|du\s+|la\s+|le\s+)?[A-ZÉÈÀÂÎÔ][\w’'-]+)*)")
+_CLOZE_NUMBER = re.compile(
+    r"(?<![\w.,])(\d[\d\s.,]*\d|\d)(\s?(?:%|euros|millions|milliards|ans|personnes|km|mètres))?(?!\w)"
+)
+
+
+def cloze_examples(
+    folder: Path, n: int, rng: random.Random, log: Callable[[str], None] = print
+) -> list[tuple[QA, str, int | None, int | None, str]]:
+    """About ``n`` training windows of cloze questions drawn from OrangeSum-like news (``paragraphs.jsonl.gz``:
+    ``doc_id``, ``text``), plus a no-answer window of the same article for about half of them.
+
+    Extractive QA needs far more questions than PIAF's 3,086 training ones; these cost nothing and
+    teach the same act (find in a window the span a question points at, or none). Articles whose
+    headline is an evaluation query (``headlines-valid.jsonl``) are left out.
+    """
+    import gzip
+
+    from indexer.chunking import split_sentences
+
+    path = folder / "paragraphs.jsonl.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"--cloze needs {path} (OrangeSum paragraphs); give --cloze-data or --cloze 0")
+    held_out: set[str] = set()
+    if (folder / "headlines-valid.jsonl").is_file():
+        with (folder / "headlines-valid.jsonl").open(encoding="utf-8") as f:
+            held_out = {str(json.loads(line)["gold_doc_id"]) for line in f if line.strip()}
+    docs: dict[str, list[str]] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            p = json.loads(line)
+            if str(p["doc_id"]) not in held_out:
+                docs.setdefault(str(p["doc_id"]), []).append(p["text"])
+    ids = sorted(docs)
+    rng.shuffle(ids)
+    out: list[tuple[QA, str, int | None, int | None, str]] = []
+    made = 0
+    for d in ids:
+        if len(out) >= n:
+            break
+        text = "\n\n".join(docs[d])
+        sents = [(s.start, s.end) for s in split_sentences(text)]
+        if len(sents) < 4:
+            continue
+        occ: dict[str, list[tuple[int, int, int]]] = {}  # span → (sentence, start, end)
+        for si, (a, b) in enumerate(sents):
+            st = text[a:b]
+            for m in list(_CLOZE_NAME.finditer(st)) + list(_CLOZE_NUMBER.finditer(st)):
+                if not st[: m.start()].strip(" \"'«“‘-—("):  # a sentence's first word is capitalised, name or not
+                    continue
+                e = m.group(0).strip()
+                if len(e) < 2 or e.lower() in ("le", "la", "les"):
+                    continue
+                occ.setdefault(e, []).append((si, a + m.start(), a + m.start() + len(m.group(0).rstrip())))
+        cands = [(e, o) for e, o in occ.items() if len({si for si, _, _ in o}) >= 2]
+        if not cands:
+            continue
+        e, o = rng.choice(cands)
+        q_si, qs, qe = rng.choice(o)
+        others = [x for x in o if abs(x[0] - q_si) >= 2]
+        if not others:
+            continue
+        a_si, a0, a1 = rng.choice(others)
+        s0, s1 = sents[q_si]
+        question = (text[s0:qs] + ("combien" if e[0].isdigit() else "qui") + text[qe:s1]).strip()
+        if not question.endswith("?"):
+            question = question.rstrip(".!») ") + " ?"
+        w0, w1 = R.window_around(sents, a_si)
+        if w0 <= s0 < w1 or w0 < s1 <= w1:  # the question's own sentence in the window: no question left
+            continue
+        qa = QA(f"cloze-{d}", question, d, [(e, a0)])
+        out.append((qa, text[w0:w1], a0 - w0, a1 - w0, "pos"))
+        made += 1
+        if rng.random() < 0.5:
+            wins = [R.window_around(sents, c) for c in range(len(sents))]
+            neg = [w for w in wins if e not in text[w[0] : w[1]]]
+            if neg:
+                n0, n1 = rng.choice(neg)
+                out.append((qa, text[n0:n1], None, None, "same"))
+    log(f"cloze: {made} questions from {folder.name}, {len(out)} windows")
     return out
 
 
@@ -424,6 +512,15 @@ def main(argv: list[str] | None = None) -> None:
         help="a trained reader artifact whose span scores the new one also learns (distillation)",
     )
     ap.add_argument("--distil", type=float, default=0.5, help="weight of the teacher's loss (with --teacher)")
+    ap.add_argument(
+        "--cloze",
+        type=int,
+        default=0,
+        help="windows of cloze questions from OrangeSum read in one epoch before PIAF (0: none)",
+    )
+    ap.add_argument(
+        "--cloze-data", type=Path, default=None, help="OrangeSum folder for --cloze (default: beside the data)"
+    )
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--limit", type=int, default=None, help="train on the first N training questions")
@@ -480,6 +577,26 @@ def main(argv: list[str] | None = None) -> None:
     reader.bf16 = bf16
     calib = by_split["calib"][: args.eval_limit]
     history: list[dict[str, Any]] = []
+    cloze: dict[str, Any] = {}
+    if args.cloze > 0:
+        folder = args.cloze_data or args.data.parent / "orangesum"
+        cfeats = featurize(tokenizer, cloze_examples(folder, args.cloze, random.Random(args.seed), log))
+        # one epoch with its own warm-up and decay: PIAF's schedule then starts afresh
+        train(
+            net,
+            lambda _e: cfeats,
+            args.layers,
+            1,
+            args.batch,
+            args.lr,
+            layer_decay=args.layer_decay,
+            seed=args.seed,
+            bf16=bf16,
+            max_steps=args.max_steps,
+            log=log,
+        )
+        cloze = {"windows": len(cfeats), "calib_after": gold_passage_eval(reader, passages, calib) if calib else None}
+        log(f"after the cloze stage: calib (gold passage, {len(calib)} questions) {cloze['calib_after']}")
 
     def on_epoch(epoch: int) -> float:
         m = gold_passage_eval(reader, passages, calib)
@@ -514,7 +631,8 @@ def main(argv: list[str] | None = None) -> None:
     log(f"gold-passage reader: {metrics}")
     meta = {
         "base_model_id": model_id,
-        "data": "PIAF dev (../shared/eval/piaf-dev, MIT, DINUM/Etalab)",
+        "data": "PIAF dev (../shared/eval/piaf-dev, MIT, DINUM/Etalab)"
+        + (", after cloze questions from OrangeSum paragraphs (../shared/eval/orangesum, CC BY-SA)" if cloze else ""),
         "split": "sha256(title) % 100: train < 75 ≤ calib < 85 ≤ test",
         # the flags that shape the weights and differ from the defaults (not where files go)
         "command": " ".join(
@@ -533,6 +651,7 @@ def main(argv: list[str] | None = None) -> None:
             if k not in ("data", "out", "no_save", "checkpoints")
         },
         "training_windows": kinds,
+        **({"cloze": cloze} if cloze else {}),
         "training_seconds": round(time.perf_counter() - t_start),
         "epochs": history,
         **({"teacher": {"path": str(args.teacher), "sha256": teacher.meta["sha256"]}} if teacher else {}),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,42 @@ def test_training_on_a_tiny_slice_lowers_the_loss() -> None:
         net, lambda _e: feats, train_layers=1, batch=8, lr=1e-3, head_lr=3e-3, max_steps=12, log=lambda _m: None
     )
     assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3]) * 0.7
+
+
+def test_cloze_questions_point_at_a_span_their_window_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--cloze``: questions made from OrangeSum articles (a recurring name or number replaced by
+    qui / combien) whose answer is another occurrence, read in its own window; no-answer windows
+    of the same article lack it; evaluation articles are never used. Then the command runs both
+    stages end to end on a tiny slice."""
+    import json
+
+    from search.reader_train import cloze_examples, main
+    from tests.conftest import SHARED
+
+    folder = SHARED / "eval" / "orangesum"
+    ex = cloze_examples(folder, 60, random.Random(0), log=lambda _m: None)
+    assert 60 <= len(ex) <= 61
+    with (folder / "headlines-valid.jsonl").open(encoding="utf-8") as f:
+        held_out = {json.loads(line)["gold_doc_id"] for line in f}
+    pos = [e for e in ex if e[4] == "pos"]
+    assert len(pos) >= 30 and any(e[4] == "same" for e in ex)
+    for qa, window, a, b, kind in ex:
+        assert qa.passage not in held_out and qa.question.endswith("?")
+        answer = qa.answers[0][0]
+        if kind == "pos":
+            assert a is not None and window[a:b] == answer
+            assert re.search(r"\b(qui|combien)\b", qa.question)
+        else:
+            assert a is None and answer not in window
+    main(
+        [
+            str(SHARED / "eval" / "piaf-dev"),
+            *("--cloze", "40", "--limit", "6", "--epochs", "1", "--max-steps", "2"),
+            *("--eval-limit", "0", "--no-save", "--layers", "1"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert "cloze: " in err and err.count("step 2/2") == 2
 
 
 def test_a_shallower_reader_ships_and_loads_at_its_depth(tmp_path: Path) -> None:
