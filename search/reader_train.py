@@ -145,6 +145,8 @@ def make_examples(
 # by "qui" / "combien" in one sentence (the question); the answer is another occurrence at least
 # two sentences away, read in its own window. Capitalised word runs not at a sentence start stand
 # in for names; numbers may carry a unit, and are whole (not the 20 of « 20h »).
+# Measured (model card, "Method choice"): 10,000 such windows before PIAF cost 1.4 points of calib
+# F1 (0.564 against 0.578), so the default stays 0; kept for a better question generator to try.
 _CLOZE_NAME = re.compile(r"(?<![\w'’])([A-ZÉÈÀÂÎÔ][\w’'-]+(?:\s+(?:de\s+|du\s+|la\s+|le\s+)?[A-ZÉÈÀÂÎÔ][\w’'-]+)*)")
 _CLOZE_NUMBER = re.compile(
     r"(?<![\w.,])(\d[\d\s.,]*\d|\d)(\s?(?:%|euros|millions|milliards|ans|personnes|km|mètres))?(?!\w)"
@@ -516,7 +518,8 @@ def main(argv: list[str] | None = None) -> None:
         "--cloze",
         type=int,
         default=0,
-        help="windows of cloze questions from OrangeSum read in one epoch before PIAF (0: none)",
+        help="windows of cloze questions from OrangeSum read in one epoch before PIAF (0: none; 10000 measured: "
+        "calib F1 0.564 against 0.578 without)",
     )
     ap.add_argument(
         "--cloze-data", type=Path, default=None, help="OrangeSum folder for --cloze (default: beside the data)"
