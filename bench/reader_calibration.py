@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from indexer.settings import Settings
 from search.evaluate import Readings, evaluate, fit_answer_confidence, operating_point, top_readings
-from search.reader import ARTIFACT_DIR, CALIBRATION_FEATURES
+from search.reader import ARTIFACT_DIR, CALIBRATION_FEATURES, FEATURES
 
 SETS: dict[str, tuple[str, ...]] = {
     "margin only": ("margin",),
@@ -42,6 +42,8 @@ SETS: dict[str, tuple[str, ...]] = {
         "span_log_prob",
         "agreement",
     ),
+    "+ passage score, passage lead": ("margin", "order", "sim", "cov", "type", "passage_score", "passage_lead"),
+    "+ passage lead": ("margin", "order", "sim", "cov", "type", "passage_lead"),
     "all": ("margin", "order", "sentence_logit", "sim", "cov", "type", "passage_rank", "span_log_prob", "agreement"),
 }
 
@@ -85,9 +87,11 @@ def main() -> None:
         run = "int8s" if st.reader_int8 else "fp32"  # int8s: smoothed feed-forward outputs
         per = "" if st.reader_same_article else "-per-article"  # which windows are read
         args.readings = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w{per}.json")
-    if args.readings.is_file():
-        r = json.loads(args.readings.read_text(encoding="utf-8"))
-    else:
+    r = json.loads(args.readings.read_text(encoding="utf-8")) if args.readings.is_file() else None
+    if r is not None and any(set(FEATURES) - set(f) for q in r["present"] for f, _, _ in q):
+        print(f"{args.readings} predates features now read: reading again", file=sys.stderr)
+        r = None
+    if r is None:
         rep = evaluate(args.dataset, st, ["hybrid"], progress=True, split="calib", fit_reader=True, keep_readings=True)
         r = rep["readings"]
         args.readings.parent.mkdir(parents=True, exist_ok=True)

@@ -234,6 +234,7 @@ class AnswerFinder:
         cal = self.reader.calibration
         bound = margin_bound(cal) if gate and s.reader_gate else None
         slots = s.reader_windows
+        evidence = passage_evidence(cands)
         order = 0  # the window's place among those read ungated: a feature of the confidence
         for conf, row, rank, sf in scored:
             if slots <= 0:
@@ -258,7 +259,11 @@ class AnswerFinder:
             # same (docs/quality.md, Reader: the gate).
             # A skipped window still counts as taken for the checks above, so the gate never
             # reads a window that reading every window would not have.
-            best = calibration_features(bound, order - 1, conf, sf, rank) if bound is not None else None
+            best = (
+                calibration_features(bound, order - 1, conf, sf, rank, passage=evidence[rank])
+                if bound is not None
+                else None
+            )
             ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
             text = view.article(sv.article).text
             window = Window(text[ws:we], ws)
@@ -273,7 +278,7 @@ class AnswerFinder:
         out = []
         for k, (sp, (_w, sv, j, rank, conf, sf, place)) in enumerate(zip(spans, picked, strict=True)):
             agree = sum(1 for i, t in enumerate(said) if i != k and t and t == said[k])
-            f = calibration_features(sp.score, place, conf, sf, rank, sp.log_prob, agree)
+            f = calibration_features(sp.score, place, conf, sf, rank, sp.log_prob, agree, evidence[rank])
             out.append(Reading(sv, j, rank, conf, sp, f, confidence(f, cal)))
         out.sort(key=lambda r: -r.conf)
         return out
@@ -300,6 +305,14 @@ class AnswerFinder:
             if len(answers) >= 5:
                 break
         return answers
+
+
+def passage_evidence(cands: list[_Candidate]) -> list[tuple[float, float]]:
+    """Per candidate, (its second-stage score, how far it leads the best candidate of another
+    article: ``_Candidate.lead``): how sure retrieval is that the answer's article is this one.
+    Zeros for candidates that were not rescored (dense or lexical mode, scores on other scales).
+    """
+    return [(c.scores.final - 10.0, c.lead) if c.lead is not None else (0.0, 0.0) for c in cands]
 
 
 def load_reader(engine: Engine) -> tuple[Reader | None, str | None]:

@@ -7,6 +7,7 @@ embeddings computed at index time (no passage is re-encoded at query time).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ class _Candidate:
     chunk: ChunkInfo | None = None  # filled from the store for the candidates a search keeps
     best_span: tuple[int, int] = (0, 0)  # article offsets of the best sentence
     sentences: Sentences | None = None
+    # rescored candidates: final score minus the best final score of another article's candidate
+    lead: float | None = None
 
 
 class Engine:
@@ -195,6 +198,7 @@ class Engine:
             c.chunk = info[c.row]
         if qv is not None and mode == "hybrid":
             self._rescore(v, ranked[: s.rerank_depth], qv, terms)
+            self._leads(ranked[: s.rerank_depth])
             ranked.sort(key=lambda c: -c.scores.final)
         elif qv is not None:
             self.load_sentences(v, ranked[:20])
@@ -331,6 +335,21 @@ class Engine:
         for c in top:
             c.features = self.features(c, qv, qterms, lex_max, dense.get(c.row))
             c.scores.final = 10.0 + float(c.features @ w)
+
+    @staticmethod
+    def _leads(top: list[_Candidate]) -> None:
+        """How far each rescored candidate leads the best one of another article: the answer
+        confidence's evidence that this is the article that answers. Over all rescored
+        candidates, not only those read, since the top few often share one article."""
+        best: dict[int, float] = {}
+        for c in top:
+            assert c.chunk is not None
+            best[c.chunk.article] = max(best.get(c.chunk.article, -math.inf), c.scores.final)
+        floor = min((c.scores.final for c in top), default=0.0)
+        for c in top:
+            assert c.chunk is not None
+            others = [sc for a, sc in best.items() if a != c.chunk.article]
+            c.lead = c.scores.final - (max(others) if others else floor)  # one article: against its weakest
 
     @staticmethod
     def _dedupe(ranked: list[_Candidate]) -> list[_Candidate]:

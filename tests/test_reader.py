@@ -159,6 +159,30 @@ def test_every_question_type_gets_a_span(engine) -> None:  # type: ignore[no-unt
     assert art.text[a.span[0] : a.span[1]] == a.span_text and a.start <= a.span[0] < a.span[1] <= a.end
 
 
+def test_passage_evidence_says_which_article_retrieval_prefers(engine) -> None:  # type: ignore[no-untyped-def]
+    """The reading features ``passage_score`` / ``passage_lead``: the seed question's passages
+    (the first five all Dreamforce's) lead the best passage of another article, which trails;
+    in dense mode (no second stage) both are 0."""
+    from indexer.analysis import analyze
+    from search.answer import passage_evidence
+
+    q = "qui a critiqué Salesforce ?"
+    qv = engine.embedder.encode_query(q)
+    v = engine.store.view()
+    ranked = engine._dedupe(engine.retrieve(q, qv, "hybrid", None, engine.settings.candidates, analyze(q), v))
+    rescored = ranked[: engine.settings.rerank_depth]
+    top = rescored[0].chunk.article
+    assert v.article(top).id == "dreamforce-2019"
+    rival = next(c for c in rescored if c.chunk.article != top)  # the best of another article
+    ev = passage_evidence(ranked[:5])
+    assert ev[0] == pytest.approx((ranked[0].scores.final - 10.0, ranked[0].scores.final - rival.scores.final))
+    assert ev[0][1] > 0 and all(lead <= ev[0][1] for _s, lead in ev)
+    trail = passage_evidence([rival])[0][1]
+    assert trail < 0 and trail == pytest.approx(rival.scores.final - ranked[0].scores.final)
+    dense = engine._dedupe(engine.retrieve(q, qv, "dense", None, engine.settings.candidates, analyze(q), v))[:5]
+    assert passage_evidence(dense) == [(0.0, 0.0)] * len(dense)
+
+
 def test_window_and_decode_offsets() -> None:
     text = "Premier point. Des activistes ont critiqué Salesforce. Troisième phrase ici."
     spans = [(0, 14), (15, 54), (55, 76)]
