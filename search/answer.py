@@ -309,10 +309,10 @@ class AnswerFinder:
 
 def passage_evidence(cands: list[_Candidate]) -> list[tuple[float, float]]:
     """Per candidate, (its second-stage score, how far it leads the best candidate of another
-    article: ``_Candidate.lead``): how sure retrieval is that the answer's article is this one.
+    article; ``Engine._leads``): how sure retrieval is that the answer's article is this one.
     Zeros for candidates that were not rescored (dense or lexical mode, scores on other scales).
     """
-    return [(c.scores.final - 10.0, c.lead) if c.lead is not None else (0.0, 0.0) for c in cands]
+    return [c.evidence or (0.0, 0.0) for c in cands]
 
 
 def load_reader(engine: Engine) -> tuple[Reader | None, str | None]:

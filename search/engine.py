@@ -45,8 +45,13 @@ class _Candidate:
     chunk: ChunkInfo | None = None  # filled from the store for the candidates a search keeps
     best_span: tuple[int, int] = (0, 0)  # article offsets of the best sentence
     sentences: Sentences | None = None
-    # rescored candidates: final score minus the best final score of another article's candidate
-    lead: float | None = None
+    # rescored candidates: (second-stage score, its lead over the best candidate of another article)
+    evidence: tuple[float, float] | None = None
+
+
+# Added to every rescored candidate's second-stage score, so rescored candidates stay above
+# those ranked by fusion alone (whose scores are reciprocal ranks, well under 1).
+RESCORED = 10.0
 
 
 class Engine:
@@ -334,7 +339,7 @@ class Engine:
         w = np.asarray(self.settings.rerank_weights, dtype=np.float32)
         for c in top:
             c.features = self.features(c, qv, qterms, lex_max, dense.get(c.row))
-            c.scores.final = 10.0 + float(c.features @ w)
+            c.scores.final = RESCORED + float(c.features @ w)
 
     @staticmethod
     def _leads(top: list[_Candidate]) -> None:
@@ -349,7 +354,8 @@ class Engine:
         for c in top:
             assert c.chunk is not None
             others = [sc for a, sc in best.items() if a != c.chunk.article]
-            c.lead = c.scores.final - (max(others) if others else floor)  # one article: against its weakest
+            lead = c.scores.final - (max(others) if others else floor)  # one article: against its weakest
+            c.evidence = (c.scores.final - RESCORED, lead)
 
     @staticmethod
     def _dedupe(ranked: list[_Candidate]) -> list[_Candidate]:

@@ -389,7 +389,7 @@ FEATURES = (
     "span_log_prob",  # log P(span), start and end each a softmax over the window and no-answer
     "agreement",  # other windows read that gave the same answer
     "passage_score",  # the second-stage score of the window's passage (hybrid search; 0 otherwise)
-    "passage_lead",  # that score minus the best of another article's passages among those read from
+    "passage_lead",  # that score minus the best of another article's among the rescored passages
 )
 DEFAULT_FEATURES = ("margin", "order", "sentence_logit")  # calibrations that name none used these
 # What `salon eval --fit-reader` fits on: chosen with bench/reader_calibration.py (docs/quality.md).
