@@ -44,6 +44,28 @@ SETS: dict[str, tuple[str, ...]] = {
     ),
     "+ passage score, passage lead": ("margin", "order", "sim", "cov", "type", "passage_score", "passage_lead"),
     "+ passage lead": ("margin", "order", "sim", "cov", "type", "passage_lead"),
+    "+ passage lead, span type": ("margin", "order", "sim", "cov", "type", "passage_lead", "span_type"),
+    "+ passage lead, span echoes question": (
+        "margin",
+        "order",
+        "sim",
+        "cov",
+        "type",
+        "passage_lead",
+        "span_in_question",
+    ),
+    "+ passage lead, span words": ("margin", "order", "sim", "cov", "type", "passage_lead", "span_words"),
+    "+ passage lead, span type, echo, words": (
+        "margin",
+        "order",
+        "sim",
+        "cov",
+        "type",
+        "passage_lead",
+        "span_type",
+        "span_in_question",
+        "span_words",
+    ),
     "all": ("margin", "order", "sentence_logit", "sim", "cov", "type", "passage_rank", "span_log_prob", "agreement"),
 }
 

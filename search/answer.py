@@ -272,13 +272,16 @@ class AnswerFinder:
                 continue
             picked.append((window, sv, j, rank, conf, sf, order - 1))
         spans = self.reader.read(query, [p[0] for p in picked])
+        qtype, qset = question_type(query), set(terms)
         # The same answer read in several windows (another passage, another sentence) is
         # evidence a single window cannot give.
         said = [normalize_answer(sp.text) for sp in spans]
         out = []
         for k, (sp, (_w, sv, j, rank, conf, sf, place)) in enumerate(zip(spans, picked, strict=True)):
             agree = sum(1 for i, t in enumerate(said) if i != k and t and t == said[k])
-            f = calibration_features(sp.score, place, conf, sf, rank, sp.log_prob, agree, evidence[rank])
+            f = calibration_features(
+                sp.score, place, conf, sf, rank, sp.log_prob, agree, evidence[rank], span_evidence(qtype, qset, sp.text)
+            )
             out.append(Reading(sv, j, rank, conf, sp, f, confidence(f, cal)))
         out.sort(key=lambda r: -r.conf)
         return out
@@ -305,6 +308,26 @@ class AnswerFinder:
             if len(answers) >= 5:
                 break
         return answers
+
+
+# What a span (not its sentence) should look like for each question word. Unlike ``_HAS`` a
+# capital at the span's start counts: a span is not a sentence.
+_SPAN_HAS = {
+    "howmany": _HAS["howmany"],
+    "when": _HAS["when"],
+    "who": re.compile(r"\b[A-ZÀ-Ý][\w\-]+"),
+    "where": re.compile(r"\b[A-ZÀ-Ý][\w\-]+"),
+}
+
+
+def span_evidence(qtype: str | None, qterms: set[str], text: str) -> dict[str, float]:
+    """What the span itself says about its being right, beside the reader's margin: whether it
+    is of the kind the question word asks for, how much of it the question already says (an
+    answer that repeats the question is rarely the answer) and its length."""
+    sterms = analyze(text)
+    echo = sum(t in qterms for t in sterms) / len(sterms) if sterms else 1.0
+    typ = 1.0 if qtype in _SPAN_HAS and _SPAN_HAS[qtype].search(text) else 0.0
+    return {"span_type": typ, "span_in_question": echo, "span_words": math.log1p(len(text.split()))}
 
 
 def passage_evidence(cands: list[_Candidate]) -> list[tuple[float, float]]:

@@ -390,14 +390,18 @@ FEATURES = (
     "agreement",  # other windows read that gave the same answer
     "passage_score",  # the second-stage score of the window's passage (hybrid search; 0 otherwise)
     "passage_lead",  # that score minus the best of another article's among the rescored passages
+    "span_type",  # the span itself holds what the question word asks for (a number for « combien » …)
+    "span_in_question",  # share of the span's terms that the question already has (a wrong answer echoes it)
+    "span_words",  # log(1 + the span's words)
 )
 DEFAULT_FEATURES = ("margin", "order", "sentence_logit")  # calibrations that name none used these
 # What `salon eval --fit-reader` fits on: chosen with bench/reader_calibration.py (docs/quality.md).
 # Cross-validated on calib, the cosine and term coverage as two features beat the heuristic's
 # single logit of them (answered at precision 0.85: 0.41 against 0.30); rank, span probability
-# and agreement added nothing. How far the window's passage leads other articles' passages in the
-# second-stage score is evidence the reader cannot see (is this the right article at all?): held
-# out, answered at the threshold 0.322 → 0.432, precision 0.832 → 0.856.
+# and agreement added nothing, nor (later) did the span's own type, echo of the question and
+# length. How far the window's passage leads other articles' passages in the second-stage score
+# is evidence the reader cannot see (is this the right article at all?): held out, answered at
+# the threshold 0.322 → 0.432, precision 0.832 → 0.856.
 CALIBRATION_FEATURES = ("margin", "order", "sim", "cov", "type", "passage_lead")
 
 
@@ -410,6 +414,7 @@ def calibration_features(
     log_prob: float = 0.0,
     agreement: int = 0,
     passage: tuple[float, float] = (0.0, 0.0),
+    span: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """The ``FEATURES`` of one reading. The reader alone separates right from wrong spans
     poorly; with the retrieval evidence beside it the signals disagree in useful ways."""
@@ -427,6 +432,9 @@ def calibration_features(
         "agreement": float(agreement),
         "passage_score": float(passage[0]),
         "passage_lead": float(passage[1]),
+        "span_type": float((span or {}).get("span_type", 0.0)),
+        "span_in_question": float((span or {}).get("span_in_question", 0.0)),
+        "span_words": float((span or {}).get("span_words", 0.0)),
     }
 
 

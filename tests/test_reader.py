@@ -7,6 +7,7 @@ search serves it (ONNX Runtime, int8), not a test copy.
 from __future__ import annotations
 
 import copy
+import math
 import random
 import re
 import shutil
@@ -181,6 +182,33 @@ def test_passage_evidence_says_which_article_retrieval_prefers(engine) -> None: 
     assert trail < 0 and trail == pytest.approx(rival.scores.final - ranked[0].scores.final)
     dense = engine._dedupe(engine.retrieve(q, qv, "dense", None, engine.settings.candidates, analyze(q), v))[:5]
     assert passage_evidence(dense) == [(0.0, 0.0)] * len(dense)
+
+
+def test_span_evidence_reads_the_span_not_its_sentence(engine) -> None:  # type: ignore[no-untyped-def]
+    """The reading features ``span_type`` / ``span_in_question`` / ``span_words`` (measured, not
+    in the shipped confidence): of the span alone, on the real seed reading and on spans whose
+    answers are known."""
+    from indexer.analysis import analyze
+    from search.answer import span_evidence
+
+    q = "qui a critiqué Salesforce ?"
+    qv = engine.embedder.encode_query(q)
+    v = engine.store.view()
+    ranked = engine._dedupe(engine.retrieve(q, qv, "hybrid", None, engine.settings.candidates, analyze(q), v))[:5]
+    engine.load_sentences(v, ranked)
+    top = engine.answers.readings(q, qv, ranked, analyze(q), v, gate=False)[0]
+    assert top.span.text == "des activistes"
+    assert top.features["span_in_question"] == 0.0  # nothing of it is in the question
+    assert top.features["span_words"] == pytest.approx(math.log1p(2))
+    terms = set(analyze("combien d'exposants au salon ?"))
+    assert span_evidence("howmany", terms, "24 exposants")["span_type"] == 1.0
+    assert span_evidence("howmany", terms, "des exposants") == {
+        "span_type": 0.0,
+        "span_in_question": 1.0,  # it only repeats the question
+        "span_words": pytest.approx(math.log1p(2)),
+    }
+    assert span_evidence("who", set(), "Marc Benioff")["span_type"] == 1.0  # a capital at the start counts
+    assert span_evidence(None, set(), "Marc Benioff")["span_type"] == 0.0
 
 
 def test_window_and_decode_offsets() -> None:
