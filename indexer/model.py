@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -193,6 +193,24 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+
+def session_options() -> Any:
+    """ONNX Runtime options for Salon's sessions (query encoder, reader) on a few shared cores.
+
+    No busy-waiting after a run: spinning ORT threads fought FAISS's OpenMP threads for the two
+    cores and tripled search p95 on a flat index (bench/scale.py, 20k: 37 → 18 ms). Spinning
+    *during* a run, stopped when it ends (``force_spinning_stop``), spares the worker threads a
+    sleep and wake-up between the graph's ~200 operators: a reader window 27.0 → 24.5 ms, and no
+    CPU left spinning after the run (docs/performance.md).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    so.add_session_config_entry("session.force_spinning_stop", "1")
+    return so
+
 class OnnxQueryEncoder:
     """One query at a time through ONNX Runtime: ~2× faster than PyTorch for a single short text.
 
@@ -212,11 +230,7 @@ class OnnxQueryEncoder:
     def __init__(self, path: Path, threads: int = 0) -> None:
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # No busy-waiting after a run: spinning ORT threads fought FAISS's OpenMP threads for
-        # the two cores and tripled search p95 on a flat index (bench/scale.py, 20k: 37 → 18 ms).
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so = session_options()
         if threads:
             so.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

@@ -667,10 +667,9 @@ class Reader:
         elif not path.is_file():
             print(f"salon: exporting the reader to ONNX ({path.name}, once, ~20 s)…", file=sys.stderr)
             self._export(path, self.net)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        from indexer.model import session_options
+
+        session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
         # The exported graph must read like the PyTorch one: the same logits in fp32; in int8,
         # logits within 2 (about 1 seen on the shipped reader; its F1 cost is in docs/quality.md).
         probes = [encode(self.tokenizer, q, w) for q, w in _PROBES]
