@@ -123,7 +123,16 @@ def main() -> None:
     # file, so a hash of the index keeps folds mixed without needing titles here).
     fold = [hashlib.sha1(str(i).encode()).digest()[0] % 2 for i in range(len(present))]
     out: dict[str, Any] = {"questions": len(present), "sets": {}}
-    print(f"calib readings: {len(present)} questions with their article, {len(absent)} without\n")
+    # What no confidence can exceed: the share of questions one of whose windows read holds the answer.
+    out["window_holds_answer"] = {
+        "any": sum(any(ok for _, ok, _ in q) for q in present) / max(1, len(present)),
+        "first": sum(any(ok for f, ok, _ in q if f["order"] == 0) for q in present) / max(1, len(present)),
+    }
+    print(f"calib readings: {len(present)} questions with their article, {len(absent)} without")
+    print(
+        f"a window read holds the answer for {out['window_holds_answer']['any']:.3f} of them "
+        f"(the first window: {out['window_holds_answer']['first']:.3f})\n"
+    )
     print(
         "| features | answered | precision | abstains without the article | threshold (all calib) "
         "| answered at precision 0.85 | precision at 60 % answered |"
