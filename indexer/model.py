@@ -193,7 +193,6 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-
 def session_options() -> Any:
     """ONNX Runtime options for Salon's sessions (query encoder, reader) on a few shared cores.
 
@@ -210,6 +209,7 @@ def session_options() -> Any:
     so.add_session_config_entry("session.intra_op.allow_spinning", "1")
     so.add_session_config_entry("session.force_spinning_stop", "1")
     return so
+
 
 class OnnxQueryEncoder:
     """One query at a time through ONNX Runtime: ~2× faster than PyTorch for a single short text.
