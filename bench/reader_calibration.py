@@ -29,6 +29,7 @@ from indexer.settings import Settings
 from search.evaluate import Readings, evaluate, fit_answer_confidence, operating_point, top_readings
 from search.reader import ARTIFACT_DIR, CALIBRATION_FEATURES, FEATURES
 
+SHIPPED = ("margin", "order", "sim", "cov", "type", "passage_lead")  # the passage lead round's set
 SETS: dict[str, tuple[str, ...]] = {
     "margin only": ("margin",),
     "margin, order, sentence logit (first fit)": ("margin", "order", "sentence_logit"),
@@ -43,29 +44,11 @@ SETS: dict[str, tuple[str, ...]] = {
         "agreement",
     ),
     "+ passage score, passage lead": ("margin", "order", "sim", "cov", "type", "passage_score", "passage_lead"),
-    "+ passage lead": ("margin", "order", "sim", "cov", "type", "passage_lead"),
-    "+ passage lead, span type": ("margin", "order", "sim", "cov", "type", "passage_lead", "span_type"),
-    "+ passage lead, span echoes question": (
-        "margin",
-        "order",
-        "sim",
-        "cov",
-        "type",
-        "passage_lead",
-        "span_in_question",
-    ),
-    "+ passage lead, span words": ("margin", "order", "sim", "cov", "type", "passage_lead", "span_words"),
-    "+ passage lead, span type, echo, words": (
-        "margin",
-        "order",
-        "sim",
-        "cov",
-        "type",
-        "passage_lead",
-        "span_type",
-        "span_in_question",
-        "span_words",
-    ),
+    "+ passage lead": SHIPPED,
+    "+ passage lead, span type": (*SHIPPED, "span_type"),
+    "+ passage lead, span echoes question": (*SHIPPED, "span_in_question"),
+    "+ passage lead, span words": (*SHIPPED, "span_words"),
+    "+ passage lead, span type, echo, words": (*SHIPPED, "span_type", "span_in_question", "span_words"),
     "all": ("margin", "order", "sentence_logit", "sim", "cov", "type", "passage_rank", "span_log_prob", "agreement"),
 }
 
