@@ -312,12 +312,8 @@ class AnswerFinder:
 
 # What a span (not its sentence) should look like for each question word. Unlike ``_HAS`` a
 # capital at the span's start counts: a span is not a sentence.
-_SPAN_HAS = {
-    "howmany": _HAS["howmany"],
-    "when": _HAS["when"],
-    "who": re.compile(r"\b[A-ZÀ-Ý][\w\-]+"),
-    "where": re.compile(r"\b[A-ZÀ-Ý][\w\-]+"),
-}
+_CAPITALISED = re.compile(r"\b[A-ZÀ-Ý][\w\-]+")
+_SPAN_HAS = {"howmany": _HAS["howmany"], "when": _HAS["when"], "who": _CAPITALISED, "where": _CAPITALISED}
 
 
 def span_evidence(qtype: str | None, qterms: set[str], text: str) -> dict[str, float]:

@@ -432,9 +432,7 @@ def calibration_features(
         "agreement": float(agreement),
         "passage_score": float(passage[0]),
         "passage_lead": float(passage[1]),
-        "span_type": float((span or {}).get("span_type", 0.0)),
-        "span_in_question": float((span or {}).get("span_in_question", 0.0)),
-        "span_words": float((span or {}).get("span_words", 0.0)),
+        **{k: float((span or {}).get(k, 0.0)) for k in ("span_type", "span_in_question", "span_words")},
     }
 
 
