@@ -29,7 +29,7 @@ from indexer.settings import Settings
 from search.evaluate import Readings, evaluate, fit_answer_confidence, operating_point, top_readings
 from search.reader import ARTIFACT_DIR, CALIBRATION_FEATURES, FEATURES
 
-SHIPPED = ("margin", "order", "sim", "cov", "type", "passage_lead")  # the passage lead round's set
+SHIPPED = ("margin", "order", "sim", "cov", "type", "passage_lead")  # the passage lead round's set (French)
 SETS: dict[str, tuple[str, ...]] = {
     "margin only": ("margin",),
     "margin, order, sentence logit (first fit)": ("margin", "order", "sentence_logit"),
@@ -51,6 +51,33 @@ SETS: dict[str, tuple[str, ...]] = {
     "+ passage lead, span type, echo, words": (*SHIPPED, "span_type", "span_in_question", "span_words"),
     "all": ("margin", "order", "sentence_logit", "sim", "cov", "type", "passage_rank", "span_log_prob", "agreement"),
 }
+
+
+# Fitted on the French readings and on the same calib questions reworded in English
+# (--questions): does the confidence need to know that the question is not in the article's
+# language, and does that change how much the sentence's cosine and term coverage count?
+INTERACTIONS = ("sim", "cov", "margin")
+CROSS_SETS: dict[str, tuple[str, ...]] = {
+    "shipped, fitted on the first wording only": SHIPPED,
+    "shipped, fitted on both": SHIPPED,
+    "+ foreign": (*SHIPPED, "foreign"),
+    "+ foreign, foreign×cov": (*SHIPPED, "foreign", "foreign×cov"),
+    "+ foreign, foreign×sim": (*SHIPPED, "foreign", "foreign×sim"),
+    "+ foreign, foreign×margin": (*SHIPPED, "foreign", "foreign×margin"),
+    "+ foreign, foreign×sim, foreign×cov, foreign×margin": (
+        *SHIPPED,
+        "foreign",
+        *(f"foreign×{n}" for n in INTERACTIONS),
+    ),
+}
+
+
+def with_interactions(readings: Readings) -> None:
+    """Adds the products of ``foreign`` with the ``INTERACTIONS`` features to every reading."""
+    for q in readings:
+        for f, _, _ in q:
+            for n in INTERACTIONS:
+                f[f"foreign×{n}"] = f["foreign"] * f[n]
 
 
 def at(cal: dict[str, Any], present: Readings, absent: Readings) -> dict[str, float]:
@@ -76,31 +103,64 @@ def at(cal: dict[str, Any], present: Readings, absent: Readings) -> dict[str, fl
     }
 
 
+def load_readings(dataset: Path, st: Settings, questions: Path | None, path: Path | None = None) -> dict[str, Readings]:
+    """The calib questions' readings (``questions``: in that file's wording), read as search
+    reads them, with their articles indexed (``present``) and without (``absent``); cached in
+    ``path`` (default: one file per reader, runtime, windows and wording)."""
+    if path is None:  # readings depend on the weights, the runtime and the windows read
+        from search.reader import read_meta
+
+        sha = str(read_meta(st.reader_dir or ARTIFACT_DIR)["sha256"])[:12]
+        run = "int8s" if st.reader_int8 else "fp32"  # int8s: smoothed feed-forward outputs
+        per = "" if st.reader_same_article else "-per-article"  # which windows are read
+        asked = f"-{questions.stem}" if questions else ""
+        path = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w{per}{asked}.json")
+    r = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if r is not None and any(set(FEATURES) - set(f) for q in r["present"] for f, _, _ in q):
+        print(f"{path} predates features now read: reading again", file=sys.stderr)
+        r = None
+    if r is None:
+        rep = evaluate(
+            dataset,
+            st,
+            ["hybrid"],
+            progress=True,
+            split="calib",
+            fit_reader=True,
+            keep_readings=True,
+            questions=questions,
+        )
+        r = rep["readings"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r), encoding="utf-8")
+    return r
+
+
+def calib_qids(dataset: Path, questions: Path | None) -> list[str]:
+    """The qids of the questions ``load_readings`` read, in its order."""
+    from search.answer import is_question
+    from search.evaluate import load_dataset
+
+    ds = load_dataset(dataset, split="calib", questions=questions)
+    return [q.qid for q in ds.questions if q.answers and is_question(q.text)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--readings", type=Path, help="cache of readings (default: one per reader, runtime and windows)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--write", action="store_true", help="store the full-calib fit in the reader artifact")
+    ap.add_argument(
+        "--questions",
+        type=Path,
+        help="also the calib questions this file rewords (salon eval --questions): the confidence is fitted on "
+        "both sets of readings, and its held-out figures are given for each",
+    )
     args = ap.parse_args()
     st = Settings()
     artifact = st.reader_dir or ARTIFACT_DIR
-    if args.readings is None:  # readings depend on the weights, the runtime and the windows read
-        from search.reader import read_meta
-
-        sha = str(read_meta(artifact)["sha256"])[:12]
-        run = "int8s" if st.reader_int8 else "fp32"  # int8s: smoothed feed-forward outputs
-        per = "" if st.reader_same_article else "-per-article"  # which windows are read
-        args.readings = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w{per}.json")
-    r = json.loads(args.readings.read_text(encoding="utf-8")) if args.readings.is_file() else None
-    if r is not None and any(set(FEATURES) - set(f) for q in r["present"] for f, _, _ in q):
-        print(f"{args.readings} predates features now read: reading again", file=sys.stderr)
-        r = None
-    if r is None:
-        rep = evaluate(args.dataset, st, ["hybrid"], progress=True, split="calib", fit_reader=True, keep_readings=True)
-        r = rep["readings"]
-        args.readings.parent.mkdir(parents=True, exist_ok=True)
-        args.readings.write_text(json.dumps(r), encoding="utf-8")
+    r = load_readings(args.dataset, st, None, args.readings)
     present, absent = r["present"], r["absent"]
     # Two folds by question position hash (questions of one article share neighbours in the
     # file, so a hash of the index keeps folds mixed without needing titles here).
@@ -156,14 +216,67 @@ def main() -> None:
             f"| {rule} | {' / '.join(f'{t:.2f}' for t, _, _ in got)} | {np.mean([a for _, a, _ in got]):.3f} "
             f"| {np.mean([p for _, _, p in got]):.3f} |"
         )
+    both: tuple[Readings, Readings] | None = None
+    if args.questions:
+        other = load_readings(args.dataset, st, args.questions)
+        # a reworded question falls in the fold of the question it rewords: same article, same answer
+        place = {q: i for i, q in enumerate(calib_qids(args.dataset, None))}
+        ofold = [fold[place[q]] for q in calib_qids(args.dataset, args.questions)]
+        for rs in (present, absent, other["present"], other["absent"]):
+            with_interactions(rs)
+        both = present + other["present"], absent + other["absent"]
+        print(f"\n{len(other['present'])} of these questions reworded ({args.questions.name}), fitted with the others")
+        print(
+            "| features | answered | precision | abstains | reworded: answered | precision | abstains "
+            "| threshold (all calib) |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        out["reworded"] = {"questions": len(other["present"]), "file": args.questions.name, "sets": {}}
+        for name, feats in CROSS_SETS.items():
+            only_first = name == "shipped, fitted on the first wording only"
+            figs = []
+            for k in (0, 1):
+
+                def part(rs: Readings, fl: list[int], same: bool, k: int = k) -> Readings:
+                    return [q for q, f in zip(rs, fl, strict=True) if (f == k) == same]
+
+                fit_p, fit_a = part(present, fold, True), part(absent, fold, True)
+                if not only_first:
+                    fit_p, fit_a = (
+                        fit_p + part(other["present"], ofold, True),
+                        fit_a + part(other["absent"], ofold, True),
+                    )
+                cal = fit_answer_confidence(fit_p, fit_a, features=feats)
+                figs.append(
+                    (
+                        at(cal, part(present, fold, False), part(absent, fold, False)),
+                        at(cal, part(other["present"], ofold, False), part(other["absent"], ofold, False)),
+                    )
+                )
+            whole = fit_answer_confidence(*(((present, absent)) if only_first else both), features=feats)
+            fr = {key: sum(f[0][key] for f in figs) / 2 for key in figs[0][0]}
+            en = {key: sum(f[1][key] for f in figs) / 2 for key in figs[0][1]}
+            out["reworded"]["sets"][name] = {
+                "features": feats,
+                "first": fr,
+                "reworded": en,
+                "threshold": whole["threshold"],
+            }
+            print(
+                f"| {name} | {fr['answered']:.3f} | {fr['precision']:.3f} | {fr['abstains']:.3f} | "
+                f"{en['answered']:.3f} | {en['precision']:.3f} | {en['abstains']:.3f} | {whole['threshold']:.2f} |"
+            )
     if args.out:
         args.out.write_text(json.dumps(out, indent=2), encoding="utf-8")
     if args.write:
         from search.reader_train import write_calibration
 
-        cal = whole_fits.get(CALIBRATION_FEATURES) or fit_answer_confidence(
-            present, absent, features=CALIBRATION_FEATURES
-        )
+        if both is not None:  # the confidence search uses is fitted on every wording measured
+            cal = fit_answer_confidence(*both, features=CALIBRATION_FEATURES)
+        else:
+            cal = whole_fits.get(CALIBRATION_FEATURES) or fit_answer_confidence(
+                present, absent, features=CALIBRATION_FEATURES
+            )
         where = write_calibration(cal, "calib", artifact)
         print(f"\nwrote the confidence ({', '.join(CALIBRATION_FEATURES)}; threshold {cal['threshold']}) to {where}")
 

@@ -245,6 +245,12 @@ def model(ctx: click.Context) -> None:
     help="Refit the reader's answer confidence and threshold on these questions and write them into "
     "the reader artifact's reader.json (use --split calib).",
 )
+@click.option(
+    "--questions",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Ask only the questions this JSON-lines file rewords (qid, question), in its wording: e.g. "
+    "bench/data/piaf-en-questions.jsonl, PIAF questions in English, for cross-lingual figures.",
+)
 @click.pass_context
 def eval_cmd(
     ctx: click.Context,
@@ -256,6 +262,7 @@ def eval_cmd(
     store: str | None,
     split: str | None,
     fit_reader: bool,
+    questions: Path | None,
 ) -> None:
     """Build a temporary index of DATASET_DIR and report retrieval quality and latency."""
     from search.evaluate import evaluate, format_table
@@ -275,6 +282,7 @@ def eval_cmd(
         store=store or s.store,
         split=split,
         fit_reader=fit_reader,
+        questions=questions,
     )
     if fit_reader:
         from search.reader import ARTIFACT_DIR

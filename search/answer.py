@@ -35,6 +35,8 @@ _QWORDS = {
     "lequel": "which",
     "laquelle": "which",
     "who": "who",
+    "whom": "who",
+    "whose": "who",
     "when": "when",
     "where": "where",
     "why": "why",
@@ -61,12 +63,38 @@ _HAS = {
 
 def question_type(query: str) -> str | None:
     words = re.findall(r"\w+", query.lower())
-    for w in words[:4]:
+    for i, w in enumerate(words[:4]):
+        if w == "how" and i + 1 < len(words) and words[i + 1] in ("many", "much"):
+            return "howmany"
         if _QWORDS.get(w):
             return _QWORDS[w]
     if "combien" in words:
         return "howmany"
     return None
+
+
+# Words that tell an English question from a French one: function words of one language that
+# are not words of the other ("a", "on", "me" … are both, and left out).
+_ENGLISH = frozenset(
+    "the of what who whom whose which when where why how is are was were did does do has have "  # noqa: SIM905
+    "been in to from with by for and or many much this that these those it its his her their "
+    "there can could would will".split()
+)
+_FRENCH = frozenset(
+    "le la les l de des du d un une qui que qu quel quelle quels quelles quand où comment pourquoi "  # noqa: SIM905
+    "combien est sont était étaient fut ont au aux à en dans par pour sur avec et ou ce cette ces "
+    "il elle ils elles se sa son ses leur leurs y t".split()
+)
+
+
+def question_language(query: str) -> str:
+    """« fr » or « en »: the language of more of the question's function words (French when
+    tied). The answer confidence weighs a question in another language than the corpus's
+    differently: its words cannot match the articles' (docs/quality.md, Reader)."""
+    words = re.findall(r"\w+", query.lower())
+    en = sum(w in _ENGLISH for w in words)
+    fr = sum(w in _FRENCH for w in words)
+    return "en" if en > fr else "fr"
 
 
 def is_question(query: str) -> bool:
@@ -228,13 +256,14 @@ class AnswerFinder:
         assert self.reader is not None
         where = {row: (sv, j) for row, _rank, sv, j in self._sentence_rows(cands)}
         scored = self.score_sentences(query, qv, cands, terms)
-        picked: list[tuple[Window, Sentences, int, int, float, dict[str, float], int]] = []
+        picked: list[tuple[Window, Sentences, int, int, float, dict[str, float], int, bool]] = []
         skipped: list[tuple[Window, Sentences]] = []  # by the gate
         s = self.engine.settings
         cal = self.reader.calibration
         bound = margin_bound(cal) if gate and s.reader_gate else None
         slots = s.reader_windows
         evidence = passage_evidence(cands)
+        qlang = question_language(query)
         order = 0  # the window's place among those read ungated: a feature of the confidence
         for conf, row, rank, sf in scored:
             if slots <= 0:
@@ -259,29 +288,29 @@ class AnswerFinder:
             # same (docs/quality.md, Reader: the gate).
             # A skipped window still counts as taken for the checks above, so the gate never
             # reads a window that reading every window would not have.
+            art = view.article(sv.article)
+            foreign = qlang != (art.language or "fr")[:2].lower()  # Salon's corpus is French unless it says
             best = (
-                calibration_features(bound, order - 1, conf, sf, rank, passage=evidence[rank])
+                calibration_features(bound, order - 1, conf, sf, rank, passage=evidence[rank], foreign=foreign)
                 if bound is not None
                 else None
             )
             ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
-            text = view.article(sv.article).text
-            window = Window(text[ws:we], ws)
+            window = Window(art.text[ws:we], ws)
             if best is not None and confidence(best, cal) < self.threshold:
                 skipped.append((window, sv))
                 continue
-            picked.append((window, sv, j, rank, conf, sf, order - 1))
+            picked.append((window, sv, j, rank, conf, sf, order - 1, foreign))
         spans = self.reader.read(query, [p[0] for p in picked])
         qtype, qset = question_type(query), set(terms)
         # The same answer read in several windows (another passage, another sentence) is
         # evidence a single window cannot give.
         said = [normalize_answer(sp.text) for sp in spans]
         out = []
-        for k, (sp, (_w, sv, j, rank, conf, sf, place)) in enumerate(zip(spans, picked, strict=True)):
+        for k, (sp, (_w, sv, j, rank, conf, sf, place, foreign)) in enumerate(zip(spans, picked, strict=True)):
             agree = sum(1 for i, t in enumerate(said) if i != k and t and t == said[k])
-            f = calibration_features(
-                sp.score, place, conf, sf, rank, sp.log_prob, agree, evidence[rank], span_evidence(qtype, qset, sp.text)
-            )
+            span = span_evidence(qtype, qset, sp.text)
+            f = calibration_features(sp.score, place, conf, sf, rank, sp.log_prob, agree, evidence[rank], span, foreign)
             out.append(Reading(sv, j, rank, conf, sp, f, confidence(f, cal)))
         out.sort(key=lambda r: -r.conf)
         return out

@@ -71,7 +71,12 @@ def split_of(title: str) -> str:
 
 
 def load_dataset(
-    folder: Path, max_docs: int | None = None, limit: int | None = None, seed: int = 13, split: str | None = None
+    folder: Path,
+    max_docs: int | None = None,
+    limit: int | None = None,
+    seed: int = 13,
+    split: str | None = None,
+    questions: Path | None = None,
 ) -> Dataset:
     if (folder / "passages.jsonl").is_file():
         arts = [
@@ -97,10 +102,14 @@ def load_dataset(
             dates.setdefault(str(p["doc_id"]), str(p.get("date") or ""))
         arts = [Article(id=d, text="\n\n".join(t), date=dates[d][:10], source=folder.name) for d, t in docs.items()]
     note = ""
+    if questions is not None:
+        qs, note = _rewritten(qs, questions)
     if split is not None:
         titles = {a.id: a.title for a in arts}
         qs = [q for q in qs if split_of(titles.get(q.gold_doc, "")) == split]
-        note = f"questions of the {split} split (articles by title hash); index of all documents"
+        note = (note + "; " if note else "") + (
+            f"questions of the {split} split (articles by title hash); index of all documents"
+        )
     if limit is not None:
         qs = qs[:limit]
     if max_docs is not None and max_docs < len(arts):
@@ -114,6 +123,20 @@ def load_dataset(
     ids = {a.id for a in arts}
     qs = [q for q in qs if q.gold_doc in ids]
     return Dataset(folder.name, arts, qs, note)
+
+
+def _rewritten(qs: list[Question], path: Path) -> tuple[list[Question], str]:
+    """Only the questions ``path`` rewrites (JSON lines of ``qid`` and ``question``: the same
+    question in another language, say), asked in their new wording; gold answers unchanged."""
+    try:
+        new = {str(r["qid"]): str(r["question"]) for r in _jsonl(path)}
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"{path}: expected JSON lines with 'qid' and 'question' ({e})") from e
+    unknown = set(new) - {q.qid for q in qs}
+    if unknown:
+        raise SystemExit(f"{path}: {len(unknown)} qid(s) not in the dataset, e.g. {sorted(unknown)[0]}")
+    out = [Question(q.qid, new[q.qid], q.gold_doc, q.answers) for q in qs if q.qid in new]
+    return out, f"questions reworded by {path.name}"
 
 
 def _norm(s: str) -> str:
@@ -163,6 +186,7 @@ def evaluate(
     split: str | None = None,
     fit_reader: bool = False,
     keep_readings: bool = False,
+    questions: Path | None = None,
 ) -> dict[str, Any]:
     """Retrieval and answer figures; with the reader on, also the reader alone on the gold
     article and, for ``split`` questions, how often it abstains when their articles are left
@@ -172,7 +196,7 @@ def evaluate(
     from indexer.model import Embedder
     from search.engine import Engine
 
-    ds = load_dataset(folder, max_docs=max_docs, limit=limit, split=split)
+    ds = load_dataset(folder, max_docs=max_docs, limit=limit, split=split, questions=questions)
     embedder = Embedder.from_settings(settings, use_cache=use_cache)
     with tempfile.TemporaryDirectory(prefix="salon-eval-") as tmp:
         where = index_dir or Path(tmp)
@@ -274,9 +298,10 @@ def _abstains(engine: Any, ds: Dataset, progress: bool) -> float:
     return abst / max(1, n)
 
 
-def _readings(engine: Any, ds: Dataset, progress: bool) -> Readings:
+def _readings(engine: Any, ds: Dataset, progress: bool, article: bool = False) -> Readings:
     """Per question, for every window the reader read as search reads them: (confidence
-    features, the answer sentence holds a gold answer, span F1)."""
+    features, the answer sentence holds a gold answer, span F1). ``article``: the features also
+    name the window's article (its index in the store), for benchmarks of which windows to read."""
     from indexer.analysis import analyze
     from search.answer import is_question
 
@@ -295,7 +320,8 @@ def _readings(engine: Any, ds: Dataset, progress: bool) -> Readings:
             sv, sp = r.sentences, r.span
             k = max((k for k in range(len(sv.starts)) if sv.starts[k] <= sp.start), default=r.index)
             sent = _norm(sv.texts[k] + " " + sp.text)
-            rows.append((r.features, any(g and g in sent for g in golds), max(_f1(sp.text, g) for g in q.answers)))
+            f = {**r.features, "article": float(sv.article)} if article else r.features
+            rows.append((f, any(g and g in sent for g in golds), max(_f1(sp.text, g) for g in q.answers)))
         out.append(rows)
     return out
 

@@ -69,3 +69,23 @@ def test_salon_eval_reports_the_reader_on_a_split() -> None:
     # the left-out index holds none of the questions' articles, and the count says so
     assert r["absent"]["documents"] < r["documents"] and 0 <= r["absent"]["abstains"] <= 1
     assert "split" in r["note"]
+
+
+def test_reworded_questions_replace_the_originals(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--questions asks the same PIAF questions in another wording (bench/data: English), against
+    the same gold answers; a file naming a question the dataset lacks is refused, not half-used."""
+    from tests.conftest import ROOT
+
+    en = ROOT / "bench" / "data" / "piaf-en-questions.jsonl"
+    ds = load_dataset(PIAF, split="test", questions=en)
+    original = {q.qid: q for q in load_dataset(PIAF, split="test").questions}
+    assert len(ds.questions) == 160 and "reworded" in ds.note
+    for q in ds.questions:
+        assert q.text != original[q.qid].text and q.answers == original[q.qid].answers
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"qid": "nope", "question": "Who?"}\n', encoding="utf-8")
+    with pytest.raises(SystemExit, match="not in the dataset"):
+        load_dataset(PIAF, questions=bad)
+    bad.write_text("not json\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="expected JSON lines"):
+        load_dataset(PIAF, questions=bad)
