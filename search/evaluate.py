@@ -15,7 +15,6 @@ import hashlib
 import json
 import math
 import random
-import re
 import sys
 import tempfile
 import time
@@ -26,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from indexer.analysis import fold
 from indexer.corpus import Article, CorpusReport
 from indexer.settings import Settings
+from search.reader import answer_f1 as _f1
+from search.reader import normalize_answer as _norm
 
 # Per question, per window the reader read: (reader.FEATURES, the answer's sentence holds a gold
 # answer, span F1).
@@ -137,23 +137,6 @@ def _rewritten(qs: list[Question], path: Path) -> tuple[list[Question], str]:
         raise SystemExit(f"{path}: {len(unknown)} qid(s) not in the dataset, e.g. {sorted(unknown)[0]}")
     out = [Question(q.qid, new[q.qid], q.gold_doc, q.answers) for q in qs if q.qid in new]
     return out, f"questions reworded by {path.name}"
-
-
-def _norm(s: str) -> str:
-    s = fold(s)
-    s = re.sub(r"\b(le|la|les|l|un|une|des|du|de|d)\b", " ", s)
-    return " ".join(re.findall(r"\w+", s))
-
-
-def _f1(pred: str, gold: str) -> float:
-    p, g = _norm(pred).split(), _norm(gold).split()
-    if not p or not g:
-        return float(p == g)
-    common = sum(min(p.count(w), g.count(w)) for w in set(p))
-    if common == 0:
-        return 0.0
-    prec, rec = common / len(p), common / len(g)
-    return 2 * prec * rec / (prec + rec)
 
 
 def metrics_for(ranks: list[int | None], lat: list[float]) -> dict[str, float]:

@@ -770,3 +770,15 @@ def normalize_answer(s: str) -> str:
     s = fold(s)
     s = re.sub(r"\b(le|la|les|l|un|une|des|du|de|d)\b", " ", s)
     return " ".join(re.findall(r"\w+", s))
+
+
+def answer_f1(pred: str, gold: str) -> float:
+    """SQuAD's token F1 of two answers, over ``normalize_answer``'s words."""
+    p, g = normalize_answer(pred).split(), normalize_answer(gold).split()
+    if not p or not g:
+        return float(p == g)
+    common = sum(min(p.count(w), g.count(w)) for w in set(p))
+    if common == 0:
+        return 0.0
+    prec, rec = common / len(p), common / len(g)
+    return 2 * prec * rec / (prec + rec)

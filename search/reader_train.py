@@ -420,20 +420,9 @@ def add_teacher_logits(teacher: R.Reader, feats: list[R.Feature], batch: int = 3
 # -- evaluation on gold passages -----------------------------------------------------------------
 
 
-def f1_score(pred: str, gold: str) -> float:
-    p, g = R.normalize_answer(pred).split(), R.normalize_answer(gold).split()
-    if not p or not g:
-        return float(p == g)
-    common = sum(min(p.count(w), g.count(w)) for w in set(p))
-    if common == 0:
-        return 0.0
-    prec, rec = common / len(p), common / len(g)
-    return 2 * prec * rec / (prec + rec)
-
-
 def best_em_f1(pred: str, golds: list[str]) -> tuple[float, float]:
     em = float(any(R.normalize_answer(pred) == R.normalize_answer(g) for g in golds))
-    return em, max(f1_score(pred, g) for g in golds)
+    return em, max(R.answer_f1(pred, g) for g in golds)
 
 
 def gold_passage_eval(reader: R.Reader, passages: dict[str, Passage], qas: list[QA]) -> dict[str, float]:
