@@ -4,10 +4,12 @@ logistic fit on half of the calib articles and the threshold rule of ``fit_answe
 scored on the other half (and the halves swapped).
 
     .venv/bin/python bench/reader_calibration.py ../shared/eval/piaf-dev [--out docs/bench/reader-calibration.json]
-        [--write]
+        [--write] [--questions FILE | --first-wording-only]
 
 ``--write`` also stores the confidence fitted on all calib readings with the shipped feature
-set in the reader artifact, as ``salon eval … --split calib --fit-reader`` does (one run, not two).
+set in the reader artifact: those of PIAF's French questions and of the 160 calib questions
+``bench/data/piaf-en-questions.jsonl`` rewords in English (``salon eval … --split calib
+--fit-reader`` fits on one wording only).
 
 The test split is never read: it stays for the figures docs/quality.md reports.
 """
@@ -29,6 +31,7 @@ from indexer.settings import Settings
 from search.evaluate import Readings, evaluate, fit_answer_confidence, operating_point, top_readings
 from search.reader import ARTIFACT_DIR, CALIBRATION_FEATURES, FEATURES
 
+REWORDED = Path(__file__).resolve().parent / "data" / "piaf-en-questions.jsonl"
 SHIPPED = ("margin", "order", "sim", "cov", "type", "passage_lead")  # the passage lead round's set (French)
 SETS: dict[str, tuple[str, ...]] = {
     "margin only": ("margin",),
@@ -154,10 +157,15 @@ def main() -> None:
     ap.add_argument(
         "--questions",
         type=Path,
+        default=REWORDED,
         help="also the calib questions this file rewords (salon eval --questions): the confidence is fitted on "
-        "both sets of readings, and its held-out figures are given for each",
+        "both sets of readings, and its held-out figures are given for each (default: the English rewording "
+        "in bench/data, with which the shipped confidence was fitted)",
     )
+    ap.add_argument("--first-wording-only", action="store_true", help="fit on the dataset's own questions alone")
     args = ap.parse_args()
+    if args.first_wording_only:
+        args.questions = None
     st = Settings()
     artifact = st.reader_dir or ARTIFACT_DIR
     r = load_readings(args.dataset, st, None, args.readings)
