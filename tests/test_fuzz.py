@@ -39,7 +39,10 @@ def test_api_conforms_to_its_schema(app) -> None:  # type: ignore[no-untyped-def
     for op in operations:
 
         @given(case=op.as_strategy())
-        @hsettings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        # derandomized: the same requests every run, so the coverage asserted below cannot flake
+        @hsettings(
+            max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True
+        )
         def check(case) -> None:  # type: ignore[no-untyped-def]
             response = case.call_and_validate(checks=CHECKS)
             key = f"{case.method.upper()} {case.operation.path} {response.status_code}"
