@@ -28,6 +28,7 @@ import numpy as np
 from indexer.corpus import Article, CorpusReport
 from indexer.settings import Settings
 from search.reader import answer_f1 as _f1
+from search.reader import best_em_f1
 from search.reader import normalize_answer as _norm
 
 # Per question, per window the reader read: (reader.FEATURES, the answer's sentence holds a gold
@@ -266,8 +267,8 @@ def _reader_gold(reader: Any, ds: Dataset, progress: bool) -> dict[str, Any]:
     for q in _progress(qs, "reader, gold article", progress):
         text = texts[q.gold_doc]
         best = reader.read_passage(q.text, text, [(s.start, s.end) for s in split_sentences(text)])
-        em += float(any(_norm(best.text) == _norm(g) for g in q.answers))
-        f1 += max(_f1(best.text, g) for g in q.answers)
+        e, f = best_em_f1(best.text, q.answers)
+        em, f1 = em + e, f1 + f
     n = max(1, len(qs))
     return {"gold_em": em / n, "gold_f1": f1 / n, "gold_questions": len(qs)}
 

@@ -782,3 +782,9 @@ def answer_f1(pred: str, gold: str) -> float:
         return 0.0
     prec, rec = common / len(p), common / len(g)
     return 2 * prec * rec / (prec + rec)
+
+
+def best_em_f1(pred: str, golds: list[str]) -> tuple[float, float]:
+    """Exact match and F1 of ``pred`` against the closest of ``golds`` (SQuAD's rule)."""
+    em = float(any(normalize_answer(pred) == normalize_answer(g) for g in golds))
+    return em, max(answer_f1(pred, g) for g in golds)

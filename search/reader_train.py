@@ -420,18 +420,13 @@ def add_teacher_logits(teacher: R.Reader, feats: list[R.Feature], batch: int = 3
 # -- evaluation on gold passages -----------------------------------------------------------------
 
 
-def best_em_f1(pred: str, golds: list[str]) -> tuple[float, float]:
-    em = float(any(R.normalize_answer(pred) == R.normalize_answer(g) for g in golds))
-    return em, max(R.answer_f1(pred, g) for g in golds)
-
-
 def gold_passage_eval(reader: R.Reader, passages: dict[str, Passage], qas: list[QA]) -> dict[str, float]:
     """Reader alone: the best span of the gold passage (``Reader.read_passage``, never abstains)."""
     em = f1 = 0.0
     for qa in qas:
         p = passages[qa.passage]
         best = reader.read_passage(qa.question, p.text, p.sentences)
-        e, f = best_em_f1(best.text, [a for a, _ in qa.answers])
+        e, f = R.best_em_f1(best.text, [a for a, _ in qa.answers])
         em += e
         f1 += f
     n = max(1, len(qas))
