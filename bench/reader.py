@@ -3,6 +3,7 @@ question-search latency (p50 / p95, the whole ``Engine.search``), answered rate,
 answering, and span F1, for sentence answers (reader off) and reader runtimes × windows read.
 
     .venv/bin/python bench/reader.py ../shared/eval/piaf-dev [--limit 300] [--out docs/bench/reader.json]
+        [--only TEXT] [--questions bench/data/piaf-en-questions.jsonl]
 
 Each configuration opens its own engine over the same index files and the same model, then asks
 every question once after two warm-up searches.
@@ -32,6 +33,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "sentences (reader off)": {"reader": False},
     "reader int8, 1 window": {"reader_int8": True, "reader_windows": 1},
     "reader int8, 2 windows, one per article (default)": {"reader_int8": True, "reader_windows": 2},
+    "reader int8, default, no second pass for questions in another language": {"reader_foreign_windows": 0},
     "reader int8, 2 windows, one per article, no gate (every window read)": {
         "reader_int8": True,
         "reader_windows": 2,
@@ -62,19 +64,20 @@ def run(engine: Engine, qs: list[Any]) -> dict[str, Any]:
     for q in qs[:2]:
         engine.search(q.text, k=10)
     reader, read = engine.answers.reader, None
-    windows: list[int] = []
+    windows: list[int] = []  # per question, the windows read (over one or two reader calls)
     shown: list[list[Any]] = []  # the answers shown, to compare configurations
     if reader is not None:  # count the windows read per question (the gate skips some)
         read = reader.read
 
         def counted(question: str, ws: list[Any]) -> Any:
-            windows.append(len(ws))
+            windows[-1] += len(ws)
             assert read is not None
             return read(question, ws)
 
         reader.read = counted  # type: ignore[method-assign]
     lat, answered, right, f1, f1_any = [], 0, 0, 0.0, 0.0
     for q in qs:
+        windows.append(0)
         res = engine.search(q.text, k=10)
         lat.append(res.took_ms)
         shown.append([(x.doc_id, x.span) for x in res.answers if x.score >= threshold])
@@ -110,8 +113,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--only", help="run only the configurations whose name contains this text")
+    ap.add_argument("--questions", type=Path, help="ask the questions in this file's wording (salon eval --questions)")
     args = ap.parse_args()
-    ds = load_dataset(args.dataset, split=args.split, limit=args.limit)
+    ds = load_dataset(args.dataset, split=args.split, limit=args.limit, questions=args.questions)
     base = Settings()
     embedder = Embedder.from_settings(base)
     out: dict[str, Any] = {"questions": len(ds.questions), "documents": len(ds.articles), "configs": {}}

@@ -117,6 +117,8 @@ def load_readings(dataset: Path, st: Settings, questions: Path | None, path: Pat
         run = "int8s" if st.reader_int8 else "fp32"  # int8s: smoothed feed-forward outputs
         per = "" if st.reader_same_article else "-per-article"  # which windows are read
         asked = f"-{questions.stem}" if questions else ""
+        if questions and st.reader_foreign_windows:  # English questions read more windows when unsure
+            asked += f"-fw{st.reader_foreign_windows}"
         path = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w{per}{asked}.json")
     r = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     if r is not None and any(set(FEATURES) - set(f) for q in r["present"] for f, _, _ in q):

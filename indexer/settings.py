@@ -108,6 +108,15 @@ class Settings(BaseSettings):
         description="Also read a window of an article already read when its sentence is among the best "
         "reader_windows; false (default): that slot is spent unread, since one answer is shown per article.",
     )
+    reader_foreign_windows: int = Field(
+        4,
+        ge=0,
+        le=10,
+        description="For a question in another language than its article's (English over the French corpus): "
+        "when no window read passes the answer threshold, also read those among the first N windows of any "
+        "article not read yet. Sentences are ranked partly by shared terms, which a translated question "
+        "lacks (docs/quality.md, Reader); 0: off.",
+    )
     reader_gate: bool = Field(
         True,
         description="Skip a window whose reading could not pass the answer threshold whatever the reader "

@@ -39,7 +39,8 @@ def test_term_spans_offsets() -> None:
 
 def test_question_language_on_piaf_and_its_english_rewording() -> None:
     """French PIAF questions read as French, their English rewordings as English (one miss each
-    among 4,655 and 320: a French question quoting an English title, an English one naming « de »)."""
+    among 4,655 and 320: a French question quoting an English title, an English one naming « de »),
+    the Spanish and German rewordings of the test questions as Spanish and German."""
     import json
 
     from search.answer import question_language, question_type
@@ -51,4 +52,12 @@ def test_question_language_on_piaf_and_its_english_rewording() -> None:
     assert sum(question_language(q) != "en" for q in en) <= 2
     assert question_language("Who criticized Salesforce?") == "en"
     assert question_language("qui a critiqué Salesforce ?") == "fr"
+    for lang in ("es", "de"):  # the test questions reworded in Spanish and German
+        other = (ROOT / f"bench/data/piaf-{lang}-questions.jsonl").open(encoding="utf-8")
+        assert {question_language(json.loads(x)["question"]) for x in other} == {lang}
+    assert question_language("Chi ha criticato Salesforce?") == "it"
+    assert question_language("Quem criticou a Salesforce?") == "pt"
+    assert question_language("A quoi sert un haut fourneau ?") == "fr"  # « a » is French too
+    assert question_type("¿Cuántos expositores había?") == question_type("Wie viele Aussteller?") == "howmany"
+    assert question_type("¿Dónde tuvo lugar?") == "where" and question_type("Wann fand sie statt?") == "when"
     assert question_type("How many exhibitors came?") == "howmany" and question_type("How did Ted die?") == "how"
