@@ -348,7 +348,8 @@ def train(
             loss = (
                 torch.nn.functional.cross_entropy(s.float(), ys) + torch.nn.functional.cross_entropy(e.float(), ye)
             ) / 2
-            if distil > 0:
+            # a batch without the teacher's scores (the first epoch of --self-distil) learns the answers alone
+            if distil > 0 and all("teacher" in feats[i].meta for i in idx):
                 ts, te = _teacher_batch([feats[i] for i in idx], ids.shape[1])
                 loss = (1 - distil) * loss + distil * (_soft_ce(s, ts, temperature) + _soft_ce(e, te, temperature)) / 2
             opt.zero_grad(set_to_none=True)
@@ -497,7 +498,15 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="a trained reader artifact whose span scores the new one also learns (distillation)",
     )
-    ap.add_argument("--distil", type=float, default=0.5, help="weight of the teacher's loss (with --teacher)")
+    ap.add_argument(
+        "--self-distil",
+        action="store_true",
+        help="from the second epoch on, also learn the span scores of the weights as they were after the "
+        "previous epoch (read from --checkpoints in int8 ONNX): a teacher within one training",
+    )
+    ap.add_argument(
+        "--distil", type=float, default=0.5, help="weight of the teacher's loss (with --teacher or --self-distil)"
+    )
     ap.add_argument(
         "--cloze",
         type=int,
@@ -516,6 +525,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-save", action="store_true")
     ap.add_argument("--checkpoints", type=Path, default=None, help="also save the artifact after every epoch here")
     args = ap.parse_args(argv)
+    if args.self_distil and (args.teacher or not args.checkpoints):
+        ap.error("--self-distil needs --checkpoints (the previous epoch's weights are read there) and no --teacher")
     if not 1 <= args.depth <= 12:
         ap.error(f"--depth must be between 1 and 12 (e5-small has 12 layers), not {args.depth}")
     args.layers = args.depth if args.layers is None else args.layers
@@ -555,6 +566,13 @@ def main(argv: list[str] | None = None) -> None:
         if teacher is not None:
             add_teacher_logits(teacher, feats)
             log(f"epoch {epoch + 1}: teacher logits read")
+        elif args.self_distil and epoch > 0:
+            # the previous epoch's checkpoint, saved by on_epoch just before this epoch starts
+            past = R.Reader.load(
+                state, tokenizer, model_id, args.checkpoints / f"epoch-{epoch}", args.checkpoints / "onnx", True
+            )
+            add_teacher_logits(past, feats)
+            log(f"epoch {epoch + 1}: span scores of epoch {epoch}'s weights read ({past.runtime})")
         return feats
 
     net = R.build_net(n_layers=args.depth)
@@ -609,7 +627,7 @@ def main(argv: list[str] | None = None) -> None:
         log=log,
         on_epoch=on_epoch if calib else None,
         average_last=args.average_last,
-        distil=args.distil if teacher is not None else 0.0,
+        distil=args.distil if teacher is not None or args.self_distil else 0.0,
     )
     log(f"loss first 20 steps {np.mean(losses[:20]):.3f} → last 20 {np.mean(losses[-20:]):.3f}")
     if args.no_save:

@@ -535,3 +535,25 @@ def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
     assert R.margin_bound(cal) == pytest.approx(top + R.MARGIN_SLACK, abs=1e-4)
     assert R.margin_bound(old) is None  # no margin_max recorded
     assert R.margin_bound({**cal, "features": ["margin", "agreement"]}) is None  # known only after reading
+
+
+def test_self_distillation_reads_the_previous_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--self-distil``: the first epoch learns the answers alone; the second also learns the span
+    scores of the first epoch's checkpoint, read back in int8 ONNX. It needs ``--checkpoints``."""
+    from search.reader_train import main
+    from tests.conftest import SHARED
+
+    data = str(SHARED / "eval" / "piaf-dev")
+    with pytest.raises(SystemExit):
+        main([data, "--self-distil", "--no-save"])
+    assert "--self-distil needs --checkpoints" in capsys.readouterr().err
+    main(
+        [
+            data,
+            *("--self-distil", "--checkpoints", str(tmp_path), "--depth", "2", "--limit", "6", "--epochs", "2"),
+            *("--average-last", "1", "--eval-limit", "2", "--no-save"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert "epoch 2: span scores of epoch 1's weights read (onnx-int8)" in err
+    assert (tmp_path / "epoch-1").is_dir() and (tmp_path / "epoch-2").is_dir()
