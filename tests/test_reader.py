@@ -35,6 +35,20 @@ def activists_window(engine: Any) -> R.Window:
     return R.Window(art.text[ws:we], ws)
 
 
+def reads_of(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[R.Window]]:
+    """The windows of each reader call the engine makes from now on (until the test ends)."""
+    reader = engine.answers.reader
+    read = reader.read
+    calls: list[list[R.Window]] = []
+
+    def spy(question: str, windows: list[R.Window]) -> list[R.ReadSpan]:
+        calls.append(windows)
+        return read(question, windows)
+
+    monkeypatch.setattr(reader, "read", spy)
+    return calls
+
+
 def test_the_reader_is_on_by_default(engine) -> None:  # type: ignore[no-untyped-def]
     assert engine.answers.reader is not None, engine.answers.reader_error
     assert engine.answers.reader.runtime == "onnx-int8"
@@ -54,15 +68,7 @@ def test_salesforce_span_inside_its_sentence(engine) -> None:  # type: ignore[no
 def test_a_second_window_is_read_only_from_another_article(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Both best sentences for the seed question are in the Dreamforce article: one window is read
     (one answer is shown per article), two with ``reader_same_article``, the answer the same."""
-    reader = engine.answers.reader
-    read = reader.read
-    calls: list[list[R.Window]] = []
-
-    def spy(question: str, windows: list[R.Window]) -> list[R.ReadSpan]:
-        calls.append(windows)
-        return read(question, windows)
-
-    monkeypatch.setattr(reader, "read", spy)
+    calls = reads_of(engine, monkeypatch)
     spans = []
     for same in (False, True):
         monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"reader_same_article": same}))
@@ -76,16 +82,9 @@ def test_the_gate_skips_windows_that_could_not_answer_and_changes_no_answer(engi
     """A window whose reading could not pass the threshold even at the reader's largest calib
     margin is not read: the off-corpus question reads nothing, the seed question still reads its
     window, and every answer shown is the ungated one."""
-    reader = engine.answers.reader
-    assert R.margin_bound(reader.calibration) == pytest.approx(reader.calibration["margin_max"] + R.MARGIN_SLACK)
-    read = reader.read
-    calls: list[set[tuple[int, str]]] = []
-
-    def spy(question: str, windows: list[R.Window]) -> list[R.ReadSpan]:
-        calls.append({(w.offset, w.text) for w in windows})
-        return read(question, windows)
-
-    monkeypatch.setattr(reader, "read", spy)
+    cal = engine.answers.reader.calibration
+    assert R.margin_bound(cal) == pytest.approx(cal["margin_max"] + R.MARGIN_SLACK)
+    calls = reads_of(engine, monkeypatch)
     questions = (
         "qui a critiqué Salesforce ?",
         "quelle est la recette de la tarte tatin ?",
@@ -98,7 +97,7 @@ def test_the_gate_skips_windows_that_could_not_answer_and_changes_no_answer(engi
         monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"reader_gate": gate}))
         calls.clear()
         shown[gate] = [[(a.doc_id, *a.span) for a in engine.search(q, k=5).answers] for q in questions]
-        windows[gate] = list(calls)
+        windows[gate] = [{(w.offset, w.text) for w in c} for c in calls]
     assert shown[True] == shown[False] and shown[True][0] and not shown[True][1]
     # the gate only ever leaves windows out: never one that reading them all would not read
     assert all(g <= u for g, u in zip(windows[True], windows[False], strict=True))
@@ -154,15 +153,7 @@ def test_english_question_gets_the_french_span(engine, monkeypatch) -> None:  # 
     answer and the activists' window is third by sentence score: the windows of a question in
     another language are read further when none passes the threshold, and a French question's are
     not (the seed question reads one window, as the test above asserts)."""
-    reader = engine.answers.reader
-    read = reader.read
-    calls: list[list[R.Window]] = []
-
-    def spy(question: str, windows: list[R.Window]) -> list[R.ReadSpan]:
-        calls.append(windows)
-        return read(question, windows)
-
-    monkeypatch.setattr(reader, "read", spy)
+    calls = reads_of(engine, monkeypatch)
     a = engine.search("Who criticized Salesforce?", k=5).answer
     assert a is not None and a.span_text is not None and "activistes" in a.span_text
     assert engine.article(a.doc_id).text[a.span[0] : a.span[1]] == a.span_text  # type: ignore[index]
