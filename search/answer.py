@@ -294,12 +294,10 @@ class AnswerFinder:
         answer would not be shown; evaluation passes False to see every reading, shown or not.
         """
         from search.reader import (
-            Window,
             calibration_features,
             confidence,
             margin_bound,
             normalize_answer,
-            window_around,
         )
 
         assert self.reader is not None
@@ -320,10 +318,7 @@ class AnswerFinder:
             sv, j = where[row]
             taken = [(p[0], p[1]) for p in picked] + skipped
             # a sentence already inside a window read adds nothing
-            if any(
-                w_sv.article == sv.article and w.offset <= sv.starts[j] and sv.ends[j] <= w.offset + len(w.text)
-                for w, w_sv in taken
-            ):
+            if _inside(taken, sv, j):
                 continue
             slots -= 1
             # One answer is shown per article, and a second window of an article already read
@@ -337,16 +332,8 @@ class AnswerFinder:
             # same (docs/quality.md, Reader: the gate).
             # A skipped window still counts as taken for the checks above, so the gate never
             # reads a window that reading every window would not have.
-            art = view.article(sv.article)
-            foreign = qlang != (art.language or "fr")[:2].lower()  # Salon's corpus is French unless it says
-            best = (
-                calibration_features(bound, order - 1, conf, sf, rank, passage=evidence[rank], foreign=foreign)
-                if bound is not None
-                else None
-            )
-            ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
-            window = Window(art.text[ws:we], ws)
-            if best is not None and confidence(best, cal) < self.threshold:
+            window, foreign = _window(view, sv, j, qlang)
+            if self._gated(bound, order - 1, conf, sf, rank, evidence[rank], foreign):
                 skipped.append((window, sv))
                 continue
             picked.append((window, sv, j, rank, conf, sf, order - 1, foreign))
@@ -377,6 +364,25 @@ class AnswerFinder:
                 out = build()
         return out
 
+    def _gated(
+        self,
+        bound: float | None,
+        place: int,
+        conf: float,
+        sf: dict[str, float],
+        rank: int,
+        passage: tuple[float, float],
+        foreign: bool,
+    ) -> bool:
+        """Whether the gate skips this window: even the largest margin could not pass the threshold."""
+        from search.reader import calibration_features, confidence
+
+        if bound is None:
+            return False
+        assert self.reader is not None
+        best = calibration_features(bound, place, conf, sf, rank, passage=passage, foreign=foreign)
+        return confidence(best, self.reader.calibration) < self.threshold
+
     def _foreign_windows(
         self,
         qlang: str,
@@ -399,10 +405,6 @@ class AnswerFinder:
         ``order`` is each window's place in that sequence, as ``bench/reader_windows.py`` numbers
         them.
         """
-        from search.reader import Window, calibration_features, confidence, window_around
-
-        assert self.reader is not None
-        cal = self.reader.calibration
         done = {(p[1].article, p[0].offset) for p in picked}
         seen: list[tuple[Window, Sentences]] = []
         more = []
@@ -410,25 +412,17 @@ class AnswerFinder:
             if len(seen) >= self.engine.settings.reader_foreign_windows:
                 break
             sv, j = where[row]
-            if any(
-                w_sv.article == sv.article and w.offset <= sv.starts[j] and sv.ends[j] <= w.offset + len(w.text)
-                for w, w_sv in seen
-            ):
+            if _inside(seen, sv, j):
                 continue
-            art = view.article(sv.article)
-            foreign = qlang != (art.language or "fr")[:2].lower()
+            window, foreign = _window(view, sv, j, qlang)
             if not seen and not foreign:
                 return []  # a question in its article's language: the default windows suffice
-            ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
-            window = Window(art.text[ws:we], ws)
             place = len(seen)
             seen.append((window, sv))
-            if (sv.article, ws) in done:
+            if (sv.article, window.offset) in done or self._gated(
+                bound, place, conf, sf, rank, evidence[rank], foreign
+            ):
                 continue
-            if bound is not None:
-                best = calibration_features(bound, place, conf, sf, rank, passage=evidence[rank], foreign=foreign)
-                if confidence(best, cal) < self.threshold:
-                    continue
             more.append((window, sv, j, rank, conf, sf, place, foreign))
         return more
 
@@ -454,6 +448,24 @@ class AnswerFinder:
             if len(answers) >= 5:
                 break
         return answers
+
+
+def _inside(windows: list[tuple[Window, Sentences]], sv: Sentences, j: int) -> bool:
+    """Whether sentence ``j`` of ``sv`` lies inside one of ``windows`` (of its article)."""
+    return any(
+        w_sv.article == sv.article and w.offset <= sv.starts[j] and sv.ends[j] <= w.offset + len(w.text)
+        for w, w_sv in windows
+    )
+
+
+def _window(view: StoreView, sv: Sentences, j: int, qlang: str) -> tuple[Window, bool]:
+    """The window around sentence ``j`` of ``sv``, and whether ``qlang`` is not its article's
+    language (Salon's corpus is French unless an article says otherwise)."""
+    from search.reader import Window, window_around
+
+    art = view.article(sv.article)
+    ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
+    return Window(art.text[ws:we], ws), qlang != (art.language or "fr")[:2].lower()
 
 
 # What a span (not its sentence) should look like for each question word. Unlike ``_HAS`` a
