@@ -135,6 +135,19 @@ def write_lexical(folder: Path, texts: list[str]) -> None:
     retriever.save(str(folder), show_progress=False)
 
 
+def write_sentence_terms(path: Path, prepared: list[Prepared]) -> None:
+    """Every sentence's distinct terms (``layout.SENTENCE_TERMS``): the second stage and the
+    answer step compare a question's terms with ~130 sentences per search, and analysing them
+    anew took a third of the non-model time of a question (docs/performance.md)."""
+    parts = []
+    for p in prepared:
+        text = p.article.text
+        for s in p.sentences:
+            parts.append(layout.TERM_SEP.join(sorted(set(analyze(text[s.start : s.end])))))
+            parts.append(layout.SENTENCE_END)
+    np.save(path, np.frombuffer("".join(parts).encode(), dtype=np.uint8))
+
+
 def build_index(
     corpus: Path | CorpusReport,
     index_dir: Path,
@@ -237,6 +250,7 @@ def _build_into(
     (folder / layout.LEXICAL).mkdir()
     write_lexical(folder / layout.LEXICAL, chunk_texts)
     _write_store(folder / layout.STORE, prepared)
+    write_sentence_terms(folder / layout.SENTENCE_TERMS, prepared)
 
     manifest = layout.Manifest(
         format_version=layout.FORMAT_VERSION,

@@ -3,7 +3,8 @@
 index_dir/
   CURRENT            name of the generation being served (replaced atomically)
   .lock              held by a running build
-  gen-<time>-<id>/   manifest.json, dense.faiss, sentences.npy, lexical/, store.sqlite
+  gen-<time>-<id>/   manifest.json, dense.faiss, sentences.npy, lexical/, store.sqlite,
+                     sentence_terms.npy (optional: generations built before it lack it)
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ DENSE = "dense.faiss"
 SENTENCES = "sentences.npy"
 LEXICAL = "lexical"
 STORE = "store.sqlite"
+# Each sentence's distinct index terms, so a search never re-analyses a stored sentence: UTF-8,
+# terms joined by TERM_SEP, sentences (in row order) each followed by SENTENCE_END. Neither byte
+# occurs in UTF-8 text that analysis can produce (tokens are word characters).
+SENTENCE_TERMS = "sentence_terms.npy"
+TERM_SEP, SENTENCE_END = "\x1f", "\x1e"
 
 
 class IndexError_(RuntimeError):

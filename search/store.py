@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from indexer import layout
+from indexer.analysis import analyze
 from search.types import ArticleInfo
 
 
@@ -55,6 +56,16 @@ class Sentences:
     ends: tuple[int, ...]
     texts: tuple[str, ...]
     vectors: np.ndarray  # (len(rows), dim) float32, normalised
+    # Each sentence's distinct index terms, as ``set(analyze(text))`` gives them, where the store
+    # keeps them (``layout.SENTENCE_TERMS``); None: the caller analyses the texts itself.
+    terms: tuple[frozenset[str], ...] | None = None
+
+
+def sentence_terms(sv: Sentences) -> Iterable[frozenset[str] | set[str]]:
+    """Each sentence's distinct terms: stored ones where the store has them, else analysed."""
+    if sv.terms is not None:
+        return sv.terms
+    return (set(analyze(t)) for t in sv.texts)
 
 
 class StoreView(Protocol):
@@ -135,6 +146,14 @@ class LocalStore:
         self.n_chunks = int(self.dense_index.ntotal)
         if self.n_chunks != len(chunks) or len(self.sent_vecs) != len(sents):
             raise layout.IndexCorrupt(f"index {generation.name}: vector and store counts differ; rebuild")
+        self.sent_terms: np.ndarray | None = None  # the UTF-8 bytes, memory-mapped
+        self.sent_terms_end = np.zeros(0, np.int64)
+        terms_file = generation / layout.SENTENCE_TERMS
+        if terms_file.is_file():  # generations built before it analyse sentences per search
+            self.sent_terms = np.load(terms_file, mmap_mode="r")
+            self.sent_terms_end = np.flatnonzero(self.sent_terms == ord(layout.SENTENCE_END))
+            if len(self.sent_terms_end) != len(sents):
+                raise layout.IndexCorrupt(f"index {generation.name}: sentence terms and store differ; rebuild")
 
     @classmethod
     def open(cls, index_dir: Path, ef_search: int = 128, verify: bool = True) -> LocalStore:
@@ -236,8 +255,18 @@ class LocalStore:
                 tuple(ends),
                 tuple(text[s:e] for s, e in zip(starts, ends, strict=True)),
                 self.sent_vecs[lo:hi].astype(np.float32),
+                self._terms(lo, hi),
             )
         return out
+
+    def _terms(self, lo: int, hi: int) -> tuple[frozenset[str], ...] | None:
+        if self.sent_terms is None:
+            return None
+        a = int(self.sent_terms_end[lo - 1]) + 1 if lo > 0 else 0
+        raw = self.sent_terms[a : int(self.sent_terms_end[hi - 1])].tobytes().decode() if hi > lo else ""
+        return tuple(frozenset(t.split(layout.TERM_SEP)) if t else frozenset() for t in raw.split(layout.SENTENCE_END))[
+            : hi - lo
+        ]
 
     def article(self, row: int) -> ArticleInfo:
         return self.articles[row]

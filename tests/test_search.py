@@ -89,3 +89,34 @@ def test_distinct_answers_across_articles(engine) -> None:  # type: ignore[no-un
     emarketing = next(a for a in res.answers if a.doc_id == "salon-e-marketing-2012")
     assert "24 et 25 janvier 2012" in emarketing.text
     assert [a.score for a in res.answers] == sorted((a.score for a in res.answers), reverse=True)
+
+
+def test_stored_sentence_terms_are_the_analysed_ones(engine) -> None:  # type: ignore[no-untyped-def]
+    from indexer.analysis import analyze
+
+    v = engine.store.view()
+    got = v.sentences(list(v.chunks(range(v.n_chunks)).values()))
+    seen = 0
+    for sv in got.values():
+        assert sv.terms is not None and len(sv.terms) == len(sv.texts)
+        for text, terms in zip(sv.texts, sv.terms, strict=True):
+            assert terms == set(analyze(text)), text
+            seen += 1
+    assert seen >= 50 and any("salesforc" in t for sv in got.values() for t in sv.terms or ())
+
+
+def test_generation_without_stored_terms_searches_the_same(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Generations built before sentence_terms.npy analyse their sentences per search instead.
+    queries = ["qui a critiqué Salesforce ?", "Dreamforce 2019", "combien d'exposants au salon du e-marketing ?"]
+
+    def run() -> list[object]:
+        out = []
+        for q in queries:
+            r = engine.search(q, k=5)
+            out.append((r.answer, [(x.doc_id, x.start, x.score, x.highlights, x.scores) for x in r.results]))
+        return out
+
+    stored = run()
+    monkeypatch.setattr(engine.store.view(), "sent_terms", None)
+    assert engine.store.view().sentences(list(engine.store.view().chunks([0]).values()))[0].terms is None
+    assert run() == stored
