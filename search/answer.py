@@ -238,7 +238,7 @@ class AnswerFinder:
         out = []
         for (row, rank, sv, j), sim in zip(rows, sims.tolist(), strict=True):
             text = sv.texts[j]
-            sterms = sv.terms[j] if sv.terms is not None else set(analyze(text))
+            sterms = sv.term_set(j)
             cov = len(qset & sterms) / len(qset) if qset else 0.0
             typ = 1.0 if qtype in _HAS and _HAS[qtype].search(text) else 0.0
             f = {"sim": sim, "cov": cov, "type": typ, "rank": float(rank)}

@@ -21,7 +21,7 @@ from indexer.corpus import normalise_date
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.answer import AnswerFinder, is_question
-from search.store import ChunkInfo, LocalStore, Sentences, Store, StoreView, Where, sentence_terms
+from search.store import ChunkInfo, LocalStore, Sentences, Store, StoreView, Where
 from search.types import (
     Answer,
     ArticleInfo,
@@ -300,7 +300,8 @@ class Engine:
         total = sum(qterms.values())
         if total > 0 and c.sentences is not None:
             seen: set[str] = set()
-            for terms in sentence_terms(c.sentences):
+            for j in range(len(c.sentences.texts)):
+                terms = c.sentences.term_set(j)
                 seen |= terms
                 cover = max(cover, sum(w for t, w in qterms.items() if t in terms) / total)
             chunk_cover = sum(w for t, w in qterms.items() if t in seen) / total

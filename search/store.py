@@ -60,12 +60,9 @@ class Sentences:
     # keeps them (``layout.SENTENCE_TERMS``); None: the caller analyses the texts itself.
     terms: tuple[frozenset[str], ...] | None = None
 
-
-def sentence_terms(sv: Sentences) -> Iterable[frozenset[str] | set[str]]:
-    """Each sentence's distinct terms: stored ones where the store has them, else analysed."""
-    if sv.terms is not None:
-        return sv.terms
-    return (set(analyze(t)) for t in sv.texts)
+    def term_set(self, j: int) -> frozenset[str]:
+        """Sentence ``j``'s distinct terms: stored where the store has them, else analysed."""
+        return self.terms[j] if self.terms is not None else frozenset(analyze(self.texts[j]))
 
 
 class StoreView(Protocol):
@@ -262,11 +259,11 @@ class LocalStore:
     def _terms(self, lo: int, hi: int) -> tuple[frozenset[str], ...] | None:
         if self.sent_terms is None:
             return None
+        if hi <= lo:
+            return ()
         a = int(self.sent_terms_end[lo - 1]) + 1 if lo > 0 else 0
-        raw = self.sent_terms[a : int(self.sent_terms_end[hi - 1])].tobytes().decode() if hi > lo else ""
-        return tuple(frozenset(t.split(layout.TERM_SEP)) if t else frozenset() for t in raw.split(layout.SENTENCE_END))[
-            : hi - lo
-        ]
+        raw = self.sent_terms[a : int(self.sent_terms_end[hi - 1])].tobytes().decode()
+        return tuple(frozenset(t.split(layout.TERM_SEP)) if t else frozenset() for t in raw.split(layout.SENTENCE_END))
 
     def article(self, row: int) -> ArticleInfo:
         return self.articles[row]
