@@ -465,7 +465,7 @@ def _window(view: StoreView, sv: Sentences, j: int, qlang: str) -> tuple[Window,
 
     art = view.article(sv.article)
     ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
-    return Window(art.text[ws:we], ws), qlang != (art.language or "fr")[:2].lower()
+    return Window(art.text[ws:we], ws, title=art.title), qlang != (art.language or "fr")[:2].lower()
 
 
 # What a span (not its sentence) should look like for each question word. Unlike ``_HAS`` a

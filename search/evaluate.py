@@ -262,11 +262,12 @@ def _reader_gold(reader: Any, ds: Dataset, progress: bool) -> dict[str, Any]:
     from indexer.chunking import split_sentences
 
     texts = {a.id: a.text for a in ds.articles}
+    titles = {a.id: a.title for a in ds.articles}
     qs = [q for q in ds.questions if q.answers and q.gold_doc in texts]
     em = f1 = 0.0
     for q in _progress(qs, "reader, gold article", progress):
         text = texts[q.gold_doc]
-        best = reader.read_passage(q.text, text, [(s.start, s.end) for s in split_sentences(text)])
+        best = reader.read_passage(q.text, text, [(s.start, s.end) for s in split_sentences(text)], titles[q.gold_doc])
         e, f = best_em_f1(best.text, q.answers)
         em, f1 = em + e, f1 + f
     n = max(1, len(qs))

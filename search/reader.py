@@ -33,6 +33,7 @@ WEIGHTS = "reader.safetensors"
 META = "reader.json"
 
 MAX_QUESTION_TOKENS = 40
+MAX_TITLE_TOKENS = 24
 MAX_WINDOW_TOKENS = 160
 MAX_ANSWER_TOKENS = 30
 WINDOW_CHARS = 600  # a window is a sentence plus neighbours up to about this many characters
@@ -56,6 +57,7 @@ class Window:
     text: str
     offset: int  # character offset of ``text`` in its article
     key: Any = None  # caller's handle (e.g. article row, sentence row); passed through untouched
+    title: str = ""  # the article's title, read before the window (never part of a span)
 
 
 @dataclass
@@ -113,15 +115,25 @@ def window_around(spans: list[tuple[int, int]], center: int, chars: int = WINDOW
 # -- features ----------------------------------------------------------------------------------
 
 
-def encode(tokenizer: Any, question: str, window: str) -> Feature:
-    """``<s> query: question </s></s> window </s>`` with the window tokens' character offsets."""
+def encode(tokenizer: Any, question: str, window: str, title: str = "") -> Feature:
+    """``<s> query: question </s></s> [title :] window </s>`` with the window tokens' character offsets.
+
+    The article's title, when given, comes before the window and is never part of a span: a
+    window's sentences often name their subject only as « il » or « la ville », which the title
+    names.
+    """
     q = tokenizer(QUERY_PROMPT + question, add_special_tokens=False)["input_ids"][:MAX_QUESTION_TOKENS]
+    t = (
+        tokenizer(f"{title.strip()} :", add_special_tokens=False)["input_ids"][:MAX_TITLE_TOKENS]
+        if title.strip()
+        else []
+    )
     w = tokenizer(window, add_special_tokens=False, return_offsets_mapping=True)
     wid = w["input_ids"][:MAX_WINDOW_TOKENS]
     offs = [(int(a), int(b)) for a, b in w["offset_mapping"][: len(wid)]]
     bos, eos = int(tokenizer.bos_token_id), int(tokenizer.eos_token_id)
-    ids = [bos, *q, eos, eos, *wid, eos]
-    return Feature(ids, len(q) + 3, offs)
+    ids = [bos, *q, eos, eos, *t, *wid, eos]
+    return Feature(ids, len(q) + 3 + len(t), offs)
 
 
 def label(feat: Feature, ans_start: int | None, ans_end: int | None) -> Feature:
@@ -501,6 +513,9 @@ class Reader:
         self.meta = meta
         self.runtime = runtime
         self.calibration: dict[str, Any] = meta.get("calibration", {})
+        # Readers trained with each window after its article's title read titles; older ones were
+        # trained without and read windows alone, as they always did.
+        self.titles = bool(meta.get("titles", False))
         self.threshold = float(self.calibration.get("threshold", 0.5))
         self.session: Any = None
         self.bf16 = False  # PyTorch path only (training-time evaluation)
@@ -708,7 +723,7 @@ class Reader:
         """The best span of every window, in window order (uncalibrated: see ``confidence``)."""
         if not windows:
             return []
-        feats = [encode(self.tokenizer, question, w.text) for w in windows]
+        feats = [encode(self.tokenizer, question, w.text, w.title if self.titles else "") for w in windows]
         starts, ends = self.logits(feats)
         out = []
         for k, (w, f) in enumerate(zip(windows, feats, strict=True)):
@@ -717,13 +732,14 @@ class Reader:
             out.append(ReadSpan(k, w.offset + a, w.offset + b, w.text[a:b], span - null, span, null, lp))
         return out
 
-    def read_passage(self, question: str, text: str, sentences: list[tuple[int, int]]) -> ReadSpan:
+    def read_passage(self, question: str, text: str, sentences: list[tuple[int, int]], title: str = "") -> ReadSpan:
         """The best span of a whole passage (never abstaining): every window of ``cover`` read, the
         best being the highest margin over its window's no-answer score, as search ranks readings.
         A window's raw span logit is not comparable with another window's (calib F1 0.551 picking
         by raw logit, 0.568 by margin; span log-probability 0.555)."""
         spans = sentences or [(0, len(text))]
-        return max(self.read(question, [Window(text[a:b], a) for a, b in cover(spans)]), key=lambda s: s.score)
+        windows = [Window(text[a:b], a, title=title) for a, b in cover(spans)]
+        return max(self.read(question, windows), key=lambda s: s.score)
 
 
 def quantize_matmuls(src: Path, dst: Path, exclude: Sequence[str] = ()) -> None:

@@ -78,15 +78,18 @@ def load_piaf(folder: Path) -> tuple[dict[str, Passage], list[QA]]:
     return passages, qas
 
 
+# One training example: the question, the window's text, the answer's start and end in the window
+# (None: no answer there), its kind ("pos", "same", "other") and the title of the window's article.
+Example = tuple[QA, str, int | None, int | None, str, str]
+
+
 def _contains_answer(window: str, qa: QA) -> bool:
     w = R.normalize_answer(window)
     return any(R.normalize_answer(a) and f" {R.normalize_answer(a)} " in f" {w} " for a, _ in qa.answers)
 
 
-def make_examples(
-    passages: dict[str, Passage], qas: list[QA], rng: random.Random, negatives: int = 2
-) -> list[tuple[QA, str, int | None, int | None, str]]:
-    """(question, window text, answer start, answer end in the window or None, kind) per example."""
+def make_examples(passages: dict[str, Passage], qas: list[QA], rng: random.Random, negatives: int = 2) -> list[Example]:
+    """(question, window text, answer start, answer end in the window or None, kind, title) per example."""
     import bm25s
 
     from indexer.analysis import analyze
@@ -97,7 +100,7 @@ def make_examples(
     )
     bm = bm25s.BM25(method="lucene")
     bm.index([analyze(passages[p].text) or ["\x00empty"] for p in pids], show_progress=False)
-    out: list[tuple[QA, str, int | None, int | None, str]] = []
+    out: list[Example] = []
     for qa in qas:
         p = passages[qa.passage]
         text, a0 = qa.answers[0][0], qa.answers[0][1]
@@ -111,7 +114,7 @@ def make_examples(
             pos = rng.choice(holding)
         else:
             pos = (min(s for s, _ in p.sentences), max(e for _, e in p.sentences))
-        out.append((qa, p.text[pos[0] : pos[1]], a0 - pos[0], a1 - pos[0], "pos"))
+        out.append((qa, p.text[pos[0] : pos[1]], a0 - pos[0], a1 - pos[0], "pos", p.title))
         if negatives < 1:
             continue
         same = [w for w in wins if not (w[0] < a1 and a0 < w[1])]
@@ -121,7 +124,7 @@ def make_examples(
         want_other = negatives >= 2 or rng.random() < 0.5 or not same
         if same and (negatives >= 2 or not want_other):
             w = rng.choice(same)
-            out.append((qa, p.text[w[0] : w[1]], None, None, "same"))
+            out.append((qa, p.text[w[0] : w[1]], None, None, "same", p.title))
         if not want_other:
             continue
         terms = analyze(qa.question)
@@ -137,7 +140,7 @@ def make_examples(
             w = R.window_around(o.sentences, best)
             wt = o.text[w[0] : w[1]]
             if not _contains_answer(wt, qa):
-                out.append((qa, wt, None, None, "other"))
+                out.append((qa, wt, None, None, "other", o.title))
     return out
 
 
@@ -153,9 +156,7 @@ _CLOZE_NUMBER = re.compile(
 )
 
 
-def cloze_examples(
-    folder: Path, n: int, rng: random.Random, log: Callable[[str], None] = print
-) -> list[tuple[QA, str, int | None, int | None, str]]:
+def cloze_examples(folder: Path, n: int, rng: random.Random, log: Callable[[str], None] = print) -> list[Example]:
     """About ``n`` training windows of cloze questions drawn from OrangeSum-like news (``paragraphs.jsonl.gz``:
     ``doc_id``, ``text``), plus a no-answer window of the same article for about half of them.
 
@@ -182,7 +183,7 @@ def cloze_examples(
                 docs.setdefault(str(p["doc_id"]), []).append(p["text"])
     ids = sorted(docs)
     rng.shuffle(ids)
-    out: list[tuple[QA, str, int | None, int | None, str]] = []
+    out: list[Example] = []
     made = 0
     for d in ids:
         if len(out) >= n:
@@ -218,22 +219,23 @@ def cloze_examples(
         if w0 <= s0 < w1 or w0 < s1 <= w1:  # the question's own sentence in the window: no question left
             continue
         qa = QA(f"cloze-{d}", question, d, [(e, a0)])
-        out.append((qa, text[w0:w1], a0 - w0, a1 - w0, "pos"))
+        out.append((qa, text[w0:w1], a0 - w0, a1 - w0, "pos", ""))
         made += 1
         if rng.random() < 0.5:
             wins = [R.window_around(sents, c) for c in range(len(sents))]
             neg = [w for w in wins if e not in text[w[0] : w[1]]]
             if neg:
                 n0, n1 = rng.choice(neg)
-                out.append((qa, text[n0:n1], None, None, "same"))
+                out.append((qa, text[n0:n1], None, None, "same", ""))
     log(f"cloze: {made} questions from {folder.name}, {len(out)} windows")
     return out
 
 
-def featurize(tokenizer: Any, examples: list[tuple[QA, str, int | None, int | None, str]]) -> list[R.Feature]:
+def featurize(tokenizer: Any, examples: list[Example], titles: bool = True) -> list[R.Feature]:
+    """Token features of the examples, each window after its article's title when ``titles``."""
     feats = []
-    for qa, window, a, b, kind in examples:
-        f = R.label(R.encode(tokenizer, qa.question, window), a, b)
+    for qa, window, a, b, kind, title in examples:
+        f = R.label(R.encode(tokenizer, qa.question, window, title if titles else ""), a, b)
         f.meta = {"qid": qa.qid, "kind": kind}
         feats.append(f)
     return feats
@@ -426,7 +428,7 @@ def gold_passage_eval(reader: R.Reader, passages: dict[str, Passage], qas: list[
     em = f1 = 0.0
     for qa in qas:
         p = passages[qa.passage]
-        best = reader.read_passage(qa.question, p.text, p.sentences)
+        best = reader.read_passage(qa.question, p.text, p.sentences, p.title)
         e, f = R.best_em_f1(best.text, [a for a, _ in qa.answers])
         em += e
         f1 += f
@@ -517,6 +519,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--cloze-data", type=Path, default=None, help="OrangeSum folder for --cloze (default: beside the data)"
     )
+    ap.add_argument(
+        "--no-titles",
+        dest="titles",
+        action="store_false",
+        help="read windows without their article's title before them (the readers of rounds 1-7)",
+    )
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--limit", type=int, default=None, help="train on the first N training questions")
@@ -559,7 +567,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def epoch_feats(epoch: int) -> list[R.Feature]:
         feats = featurize(
-            tokenizer, make_examples(passages, train_qas, random.Random(args.seed * 1000 + epoch), args.negatives)
+            tokenizer,
+            make_examples(passages, train_qas, random.Random(args.seed * 1000 + epoch), args.negatives),
+            args.titles,
         )
         kinds.update({k: sum(1 for f in feats if f.meta["kind"] == k) for k in ("pos", "same", "other")})
         log(f"epoch {epoch + 1}: {len(feats)} training windows {kinds}, {sum(len(f.ids) for f in feats)} tokens")
@@ -577,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
 
     net = R.build_net(n_layers=args.depth)
     net.load_state_dict(base, strict=False)
-    reader = R.Reader(net, tokenizer, {"calibration": {}})
+    reader = R.Reader(net, tokenizer, {"calibration": {}, "titles": args.titles})
     bf16 = torch.backends.mkldnn.is_available()
     reader.bf16 = bf16
     calib = by_split["calib"][: args.eval_limit]
@@ -655,6 +665,7 @@ def main(argv: list[str] | None = None) -> None:
             for k, v in vars(args).items()
             if k not in ("data", "out", "no_save", "checkpoints")
         },
+        "titles": args.titles,
         "training_windows": kinds,
         **({"cloze": cloze} if cloze else {}),
         "training_seconds": round(time.perf_counter() - t_start),

@@ -32,7 +32,7 @@ def activists_window(engine: Any) -> R.Window:
     spans = [(x.start, x.end) for x in split_sentences(art.text)]
     j = next(i for i, (a, b) in enumerate(spans) if ACTIVISTS in art.text[a:b])
     ws, we = R.window_around(spans, j)
-    return R.Window(art.text[ws:we], ws)
+    return R.Window(art.text[ws:we], ws, title=art.title)
 
 
 def reads_of(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[R.Window]]:
@@ -284,6 +284,17 @@ def test_window_and_decode_offsets() -> None:
     start[g.ctx_start + 1], end[g.ctx_start + 4] = 4.0, 4.0  # « du » … « du »: across the break
     a, b, _span, _null = R.decode(g, start, end, two)
     assert "\n\n" not in two[a:b]
+    # the article's title is read before the window but is never part of a span: the window's
+    # tokens, labels and offsets are those without it, shifted past the title's tokens
+    t = R.label(R.encode(Tok(), "qui ?", window, "Dreamforce 2019 à San Francisco"), 0, window.index(" ont"))
+    assert t.ctx_start == f.ctx_start + 6  # « Dreamforce 2019 à San Francisco : »
+    assert t.offsets == f.offsets and t.start_label - t.ctx_start == f.start_label - f.ctx_start
+    start, end = np.full(len(t.ids), -5.0), np.full(len(t.ids), -5.0)
+    start[f.ctx_start : t.ctx_start] = end[f.ctx_start : t.ctx_start] = 9.0  # the title's tokens score high…
+    start[t.start_label], end[t.end_label] = 3.0, 3.0
+    a, b, _span, _null = R.decode(t, start, end, window)
+    assert window[a:b] == "Des activistes"  # …yet the span is the window's
+    assert R.encode(Tok(), "qui ?", window, "  ").ids == f.ids  # a blank title is no title
 
 
 def test_int8_delta_round_trip() -> None:
