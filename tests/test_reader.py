@@ -105,6 +105,22 @@ def test_the_gate_skips_windows_that_could_not_answer_and_changes_no_answer(engi
     assert n[0] >= 1 and n[1] == 0 and sum(n) < sum(len(w) for w in windows[False])
 
 
+def test_a_whole_article_is_read_in_the_windows_search_reads(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``read_passage`` (the gold-passage figure) reads one window centred on each sentence, each
+    distinct window once, after the article's title, and finds the seed answer in the article."""
+    from indexer.chunking import split_sentences
+
+    art = engine.article("dreamforce-2019")
+    spans = [(x.start, x.end) for x in split_sentences(art.text)]
+    calls = reads_of(engine, monkeypatch)
+    best = engine.answers.reader.read_passage("qui a critiqué Salesforce ?", art.text, spans, art.title)
+    assert best.text.lower().endswith("activistes") and ACTIVISTS in art.text[best.start - 4 : best.end + 40]
+    (windows,) = calls
+    centred = {R.window_around(spans, c) for c in range(len(spans))}
+    assert {(w.offset, w.offset + len(w.text)) for w in windows} == centred and len(windows) == len(centred)
+    assert all(w.title == art.title and art.text[w.offset : w.offset + len(w.text)] == w.text for w in windows)
+
+
 def test_english_question_the_reader_reads_the_french_span(engine) -> None:  # type: ignore[no-untyped-def]
     """Cross-lingual reading: asked in English over the French sentence, the reader marks the span."""
     art = engine.article("dreamforce-2019")
