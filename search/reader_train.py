@@ -231,7 +231,7 @@ def cloze_examples(folder: Path, n: int, rng: random.Random, log: Callable[[str]
     return out
 
 
-def featurize(tokenizer: Any, examples: list[Example], titles: bool = True) -> list[R.Feature]:
+def featurize(tokenizer: Any, examples: list[Example], titles: bool = False) -> list[R.Feature]:
     """Token features of the examples, each window after its article's title when ``titles``."""
     feats = []
     for qa, window, a, b, kind, title in examples:
@@ -423,12 +423,14 @@ def add_teacher_logits(teacher: R.Reader, feats: list[R.Feature], batch: int = 3
 # -- evaluation on gold passages -----------------------------------------------------------------
 
 
-def gold_passage_eval(reader: R.Reader, passages: dict[str, Passage], qas: list[QA]) -> dict[str, float]:
+def gold_passage_eval(
+    reader: R.Reader, passages: dict[str, Passage], qas: list[QA], centred: bool = True
+) -> dict[str, float]:
     """Reader alone: the best span of the gold passage (``Reader.read_passage``, never abstains)."""
     em = f1 = 0.0
     for qa in qas:
         p = passages[qa.passage]
-        best = reader.read_passage(qa.question, p.text, p.sentences, p.title)
+        best = reader.read_passage(qa.question, p.text, p.sentences, p.title, centred)
         e, f = R.best_em_f1(best.text, [a for a, _ in qa.answers])
         em += e
         f1 += f
@@ -520,10 +522,9 @@ def main(argv: list[str] | None = None) -> None:
         "--cloze-data", type=Path, default=None, help="OrangeSum folder for --cloze (default: beside the data)"
     )
     ap.add_argument(
-        "--no-titles",
-        dest="titles",
-        action="store_false",
-        help="read windows without their article's title before them (the readers of rounds 1-7)",
+        "--titles",
+        action="store_true",
+        help="read each window after its article's title (measured: calib F1 0.553 against 0.578 without)",
     )
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--max-steps", type=int, default=None)
