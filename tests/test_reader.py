@@ -357,8 +357,22 @@ def test_training_on_a_tiny_slice_lowers_the_loss() -> None:
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
     state, tokenizer, _ = load_base()
     qas = qas[:8]
-    feats = featurize(tokenizer, make_examples(passages, qas, random.Random(0), negatives=1))
+    examples = make_examples(passages, qas, random.Random(0), negatives=1)
+    feats = featurize(tokenizer, examples)
     assert any(f.start_label for f in feats) and any(not f.start_label for f in feats)
+    # each window carries its own article's title (an "other" window: another article's); the
+    # default recipe reads none, --titles reads it before the window, where no label can point
+    texts: dict[str, list[str]] = {}
+    for p in passages.values():
+        texts.setdefault(p.title, []).append(p.text)
+    assert all(any(window in t for t in texts[title]) for _qa, window, _a, _b, _kind, title in examples)
+    titled = featurize(tokenizer, examples, titles=True)
+    assert all(t.ctx_start > f.ctx_start and t.offsets == f.offsets for t, f in zip(titled, feats, strict=True))
+    assert all(
+        t.start_label - t.ctx_start == f.start_label - f.ctx_start
+        for t, f in zip(titled, feats, strict=True)
+        if f.start_label
+    )
     net = R.build_net()
     net.load_state_dict(R.from_bert_state(state), strict=False)
     losses = train(
@@ -384,7 +398,8 @@ def test_cloze_questions_point_at_a_span_their_window_holds(capsys: pytest.Captu
         held_out = {json.loads(line)["gold_doc_id"] for line in f}
     pos = [e for e in ex if e[4] == "pos"]
     assert len(pos) >= 30 and any(e[4] == "same" for e in ex)
-    for qa, window, a, b, kind in ex:
+    for qa, window, a, b, kind, title in ex:
+        assert title == ""  # news paragraphs carry no title
         assert qa.passage not in held_out and qa.question.endswith("?")
         answer = qa.answers[0][0]
         if kind == "pos":
