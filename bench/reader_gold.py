@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--windows", default="centred", choices=["centred", "cover", "both"])
     args = ap.parse_args()
     runtimes = set(args.runtimes.split(","))
+    if not runtimes or runtimes - {"bf16", "fp32", "int8"}:
+        ap.error(f"--runtimes takes bf16, fp32, int8 (comma-separated), not {args.runtimes!r}")
     shapes = ["centred", "cover"] if args.windows == "both" else [args.windows]
     st = Settings()
     emb = Embedder.from_settings(st)

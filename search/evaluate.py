@@ -261,13 +261,12 @@ def _reader_gold(reader: Any, ds: Dataset, progress: bool) -> dict[str, Any]:
     issue's "reader on the gold passage" figure."""
     from indexer.chunking import split_sentences
 
-    texts = {a.id: a.text for a in ds.articles}
-    titles = {a.id: a.title for a in ds.articles}
-    qs = [q for q in ds.questions if q.answers and q.gold_doc in texts]
+    arts = {a.id: a for a in ds.articles}
+    qs = [q for q in ds.questions if q.answers and q.gold_doc in arts]
     em = f1 = 0.0
     for q in _progress(qs, "reader, gold article", progress):
-        text = texts[q.gold_doc]
-        best = reader.read_passage(q.text, text, [(s.start, s.end) for s in split_sentences(text)], titles[q.gold_doc])
+        art = arts[q.gold_doc]
+        best = reader.read_passage(q.text, art.text, [(s.start, s.end) for s in split_sentences(art.text)], art.title)
         e, f = best_em_f1(best.text, q.answers)
         em, f1 = em + e, f1 + f
     n = max(1, len(qs))

@@ -99,6 +99,12 @@ def cover(spans: list[tuple[int, int]], chars: int = WINDOW_CHARS) -> list[tuple
     return out
 
 
+def every_window(spans: list[tuple[int, int]], chars: int = WINDOW_CHARS) -> list[tuple[int, int]]:
+    """The window centred on each sentence (``window_around``), each distinct one once: neighbouring
+    sentences often share a window."""
+    return list(dict.fromkeys(window_around(spans, c, chars) for c in range(len(spans))))
+
+
 def window_around(spans: list[tuple[int, int]], center: int, chars: int = WINDOW_CHARS) -> tuple[int, int]:
     """Sentence ``center`` plus the previous and next sentence while the window stays ≤ ``chars``."""
     lo = hi = center
@@ -748,8 +754,7 @@ class Reader:
         docs/quality.md, round 8). Search never reads a whole passage, so this costs it nothing.
         """
         spans = sentences or [(0, len(text))]
-        every = [window_around(spans, c) for c in range(len(spans))]
-        bounds = list(dict.fromkeys(every)) if centred else cover(spans)
+        bounds = every_window(spans) if centred else cover(spans)
         windows = [Window(text[a:b], a, title=title) for a, b in bounds]
         return max(self.read(question, windows), key=lambda s: s.score)
 
