@@ -510,6 +510,53 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50
 # -- the reader --------------------------------------------------------------------------------
 
 
+# In reader.safetensors beside the weights: the int8 export's smoothing factors, one row per layer.
+SMOOTHING = "int8.smooth"
+
+
+def smoothing_factors(net: Any, tokenizer: Any) -> Any:
+    """SmoothQuant factors of each layer's feed-forward output product, a (layers × 1536) tensor:
+    activation channel j is divided by s_j = sqrt(max|x_j| / max|W_j|) and weight row j multiplied
+    by it (the same product in exact arithmetic, flatter activations for int8), max|x_j| read on
+    the probe windows in fp32. A row of zeros: that layer's activations reach past
+    ``SMOOTH_OUTLIER`` (31-65 in 3 layers of the shipped reader, ≤ 14 elsewhere) and its product
+    stays fp32.
+
+    Measured once and stored in the artifact (``SMOOTHING``) rather than at every export, where
+    fp32 sums may differ by ~1e-6 from one machine to another: factors that differed by 1e-6 moved
+    calib F1 from 0.574 to 0.5805, and the same weights exported on round 7's and round 8's
+    machines read calib at 0.574 and 0.561 (cover's windows).
+    """
+    import torch
+
+    layers = net.layers
+    amax = [torch.zeros(layer.fo.in_features) for layer in layers]
+
+    def keep_max(i: int) -> Any:
+        def hook(_m: Any, args: tuple[torch.Tensor, ...]) -> None:
+            amax[i] = torch.maximum(amax[i], args[0].detach().float().abs().amax(dim=(0, 1)))
+
+        return hook
+
+    hooks = [layer.fo.register_forward_pre_hook(keep_max(i)) for i, layer in enumerate(layers)]
+    try:
+        with torch.inference_mode():
+            for q, w in _PROBES:
+                ids, mask = pad([encode(tokenizer, q, w)])
+                net(torch.from_numpy(ids), torch.from_numpy(mask))
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = []
+    for layer, m in zip(layers, amax, strict=True):
+        if float(m.max()) > SMOOTH_OUTLIER:
+            rows.append(torch.zeros_like(m))
+            continue
+        wmax = layer.fo.weight.detach().float().abs().amax(dim=0).clamp_min(1e-5)
+        rows.append((m.clamp_min(1e-5) / wmax).sqrt().clamp(1e-2, 1e2))
+    return torch.stack(rows).contiguous()
+
+
 class Reader:
     """Loaded once (with the engine); ``read`` is thread-safe."""
 
@@ -525,6 +572,7 @@ class Reader:
         self.threshold = float(self.calibration.get("threshold", 0.5))
         self.session: Any = None
         self.bf16 = False  # PyTorch path only (training-time evaluation)
+        self.smoothing: Any = None  # the int8 export's stored smoothing factors (``SMOOTHING``), if any
 
     @classmethod
     def load(
@@ -552,7 +600,11 @@ class Reader:
         if meta.get("format") != FORMAT:
             raise ReaderError(f"reader artifact format {meta.get('format')!r} is not {FORMAT!r}; retrain it")
         state = from_bert_state(bert_state, depth)
-        state.update(unpack(load_file(str(artifact_dir / WEIGHTS)), state))
+        packed = load_file(str(artifact_dir / WEIGHTS))
+        smoothing = packed.pop(SMOOTHING, None)
+        if smoothing is not None and tuple(smoothing.shape) != (depth, 1536):
+            raise ReaderError(f"reader int8 smoothing factors have shape {tuple(smoothing.shape)}, not ({depth}, 1536)")
+        state.update(unpack(packed, state))
         missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
         if missing or unexpected:
             raise ReaderError(
@@ -562,6 +614,7 @@ class Reader:
         for p in net.parameters():
             p.requires_grad_(False)
         reader = cls(net, tokenizer, meta)
+        reader.smoothing = smoothing
         if not reader.calibration.get("weights"):
             print(
                 "salon: warning: the reader has no fitted confidence; run `salon eval … --fit-reader`", file=sys.stderr
@@ -610,18 +663,18 @@ class Reader:
         saturation on CPUs without VNNI) still 1.3. The rest came from the feed-forward output
         products, whose GELU inputs carry per-channel outliers that one activation scale per call
         flattens. Keeping those products in fp32 (the former int8) held F1 within a point but left
-        a third of the time in them. Now each is smoothed instead (SmoothQuant): activation
-        channel j divided by s_j = sqrt(max|x_j| / max|W_j|), weight row j multiplied by it, the
-        same product in exact arithmetic with flatter activations. Layers whose activations still
-        reach past ``SMOOTH_OUTLIER`` on the probe windows (3 of 12 in the shipped reader, 31–65
-        against ≤ 14 elsewhere) keep those products in fp32: calib F1 0.574 against 0.572 for the
-        former int8 and 0.579 for fp32 (bench/reader_gold.py), reads ~20 % faster; smoothing all 12
-        cost 1.2 points. Factors differing by 1e-6 moved calib F1 to 0.5805: under a point is noise.
+        a third of the time in them. Now each is smoothed instead (``smoothing_factors``), and
+        layers whose activations reach past ``SMOOTH_OUTLIER`` keep those products in fp32: calib
+        F1 0.574 against 0.572 for the former int8 and 0.579 for fp32 (bench/reader_gold.py),
+        reads ~20 % faster; smoothing all 12 cost 1.2 points.
+
+        The factors are the artifact's own (``SMOOTHING`` in reader.safetensors) when it stores
+        them, so that the same weights read the same on every machine; an artifact made before
+        they were stored has them measured here.
         """
         import os
 
         import onnx
-        import torch
         from torch import nn
 
         class Smoothed(nn.Module):
@@ -637,32 +690,14 @@ class Reader:
                 return self.fo(x * inv)
 
         layers = self.net.layers
-        amax = [torch.zeros(layer.fo.in_features) for layer in layers]
-
-        def keep_max(i: int) -> Any:
-            def hook(_m: Any, args: tuple[torch.Tensor, ...]) -> None:
-                amax[i] = torch.maximum(amax[i], args[0].detach().float().abs().amax(dim=(0, 1)))
-
-            return hook
-
-        hooks = [layer.fo.register_forward_pre_hook(keep_max(i)) for i, layer in enumerate(layers)]
-        try:
-            with torch.inference_mode():
-                for q, w in _PROBES:
-                    ids, mask = pad([encode(self.tokenizer, q, w)])
-                    self.net(torch.from_numpy(ids), torch.from_numpy(mask))
-        finally:
-            for h in hooks:
-                h.remove()
-        outliers = [i for i, m in enumerate(amax) if float(m.max()) > SMOOTH_OUTLIER]
+        factors = self.smoothing if self.smoothing is not None else smoothing_factors(self.net, self.tokenizer)
+        outliers = [i for i in range(len(layers)) if not bool((factors[i] > 0).all())]
         originals = [layer.fo for layer in layers]
         src = path.with_name(f"{path.stem}.smoothed{os.getpid()}.onnx")  # two first starts at once: one each
         try:  # the net is the engine's (its embedding table shared): swap the modules, export, restore
             for i, layer in enumerate(layers):
                 if i not in outliers:
-                    wmax = layer.fo.weight.detach().float().abs().amax(dim=0).clamp_min(1e-5)
-                    sc = (amax[i].clamp_min(1e-5) / wmax).sqrt().clamp(1e-2, 1e2)
-                    layer.fo = Smoothed(layer.fo, sc)
+                    layer.fo = Smoothed(layer.fo, factors[i].float())
             self._export(src, self.net)
         finally:
             for layer, fo in zip(layers, originals, strict=True):

@@ -449,9 +449,16 @@ def write_calibration(cal: dict[str, Any], fitted_on: str, artifact_dir: Path = 
 
 
 def save_artifact(
-    net: Any, base: dict[str, Any], train_layers: int, meta: dict[str, Any], dest: Path
+    net: Any,
+    base: dict[str, Any],
+    train_layers: int,
+    meta: dict[str, Any],
+    dest: Path,
+    smoothing_from: tuple[dict[str, Any], Any, str] | None = None,
 ) -> dict[str, Any]:
-    """Write the packed weights (``reader.pack``) and their metadata, sha256 included."""
+    """Write the packed weights (``reader.pack``) and their metadata, sha256 included; with
+    ``smoothing_from`` (e5's BertModel state, tokenizer, model id), the int8 export's smoothing
+    factors too (``store_smoothing``)."""
     from safetensors.torch import save_file
 
     packed = R.pack(net.state_dict(), base, train_layers, len(net.layers))
@@ -465,7 +472,29 @@ def save_artifact(
         "depth": len(net.layers),
     }
     (dest / R.META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if smoothing_from is not None:
+        meta["sha256"] = store_smoothing(dest, *smoothing_from)
     return meta
+
+
+def store_smoothing(dest: Path, bert_state: dict[str, Any], tokenizer: Any, model_id: str) -> str:
+    """Measure the int8 export's smoothing factors (``reader.smoothing_factors``) on the weights
+    as they ship (int8 deltas unpacked, as search loads them) and store them in the artifact's
+    weights file, so that every machine exports the same int8 reader; returns the new sha256.
+    """
+    from safetensors.torch import load_file, save_file
+
+    reader = R.Reader.load(bert_state, tokenizer, model_id, dest)  # refuses a damaged artifact
+    packed = load_file(str(dest / R.WEIGHTS))
+    packed[R.SMOOTHING] = R.smoothing_factors(reader.net, tokenizer)
+    tmp = dest / (R.WEIGHTS + ".tmp")
+    save_file(packed, str(tmp), metadata={"format": R.FORMAT})
+    sha = R.sha256_file(tmp)
+    meta = json.loads((dest / R.META).read_text(encoding="utf-8"))
+    meta["sha256"] = sha
+    tmp.replace(dest / R.WEIGHTS)
+    (dest / R.META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return sha
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -474,7 +503,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", type=Path, help="PIAF-like folder (passages.jsonl + questions.jsonl)")
+    ap.add_argument("data", type=Path, nargs="?", help="PIAF-like folder (passages.jsonl + questions.jsonl)")
     ap.add_argument("--out", type=Path, default=R.ARTIFACT_DIR)
     ap.add_argument(
         "--depth", type=int, default=12, help="encoder layers kept, the bottom ones of e5's 12 (fewer: faster reads)"
@@ -533,7 +562,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-save", action="store_true")
     ap.add_argument("--checkpoints", type=Path, default=None, help="also save the artifact after every epoch here")
+    ap.add_argument(
+        "--store-smoothing",
+        action="store_true",
+        help="only store the int8 smoothing factors in the artifact at --out (one trained before they were stored)",
+    )
     args = ap.parse_args(argv)
+    if args.store_smoothing:
+        try:
+            sha = store_smoothing(args.out, *load_base())
+        except R.ReaderError as exc:
+            sys.exit(f"salon: {exc}")
+        print(f"stored the int8 smoothing factors in {args.out / R.WEIGHTS} (sha256 {sha[:16]}…)")
+        return
+    if args.data is None:
+        ap.error("the PIAF-like data folder is required (e.g. ../shared/eval/piaf-dev)")
     if args.self_distil and (args.teacher or not args.checkpoints):
         ap.error("--self-distil needs --checkpoints (the previous epoch's weights are read there) and no --teacher")
     if not 1 <= args.depth <= 12:
@@ -620,7 +663,12 @@ def main(argv: list[str] | None = None) -> None:
         log(f"epoch {epoch}: calib (gold passage, {len(calib)} questions) {m}")
         if args.checkpoints:
             save_artifact(
-                net, base, args.layers, {"base_model_id": model_id, "epoch": epoch}, args.checkpoints / f"epoch-{epoch}"
+                net,
+                base,
+                args.layers,
+                {"base_model_id": model_id, "epoch": epoch},
+                args.checkpoints / f"epoch-{epoch}",
+                (state, tokenizer, model_id),
             )
         return m["f1"]
 
@@ -656,7 +704,7 @@ def main(argv: list[str] | None = None) -> None:
             + [
                 f"--{k.replace('_', '-')} {v}"
                 for k, v in vars(args).items()
-                if k not in ("data", "out", "no_save", "checkpoints", "threads")
+                if k not in ("data", "out", "no_save", "checkpoints", "threads", "store_smoothing")
                 and v != ap.get_default(k)
                 and not (k == "layers" and v == args.depth)
             ]
@@ -664,7 +712,7 @@ def main(argv: list[str] | None = None) -> None:
         "hyperparameters": {
             k: str(v) if isinstance(v, Path) else v
             for k, v in vars(args).items()
-            if k not in ("data", "out", "no_save", "checkpoints")
+            if k not in ("data", "out", "no_save", "checkpoints", "store_smoothing")
         },
         "titles": args.titles,
         "training_windows": kinds,
@@ -675,7 +723,7 @@ def main(argv: list[str] | None = None) -> None:
         "gold_passage": metrics,
         "calibration": {},
     }
-    meta = save_artifact(net, base, args.layers, meta, args.out)
+    meta = save_artifact(net, base, args.layers, meta, args.out, (state, tokenizer, model_id))
     size = (args.out / R.WEIGHTS).stat().st_size / 1e6
     log(f"wrote {args.out / R.WEIGHTS} ({size:.1f} MB, sha256 {str(meta['sha256'])[:16]}…)")
 

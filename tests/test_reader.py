@@ -7,6 +7,7 @@ search serves it (ONNX Runtime, int8), not a test copy.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 import re
@@ -443,6 +444,63 @@ def test_a_shallower_reader_ships_and_loads_at_its_depth(tmp_path: Path) -> None
         want = [t.numpy() for t in net.eval()(torch.from_numpy(ids), torch.from_numpy(mask))]
     got = reader.logits(feats[:2])
     assert max(float(np.abs(g - w)[mask == 1].max()) for g, w in zip(got, want, strict=True)) < 0.05
+
+
+def test_the_int8_export_uses_the_smoothing_factors_the_artifact_stores(tmp_path: Path) -> None:
+    """The int8 reader is made from the artifact's stored smoothing factors, not from factors
+    measured again on each machine (whose float noise moved calib F1 by a point): a row of zeros
+    keeps that layer's feed-forward output in fp32, the others are smoothed and quantised."""
+    import onnx
+    from safetensors.torch import load_file, save_file
+
+    from search.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
+    from tests.conftest import SHARED
+
+    passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
+    state, tokenizer, model_id = load_base()
+    feats = featurize(tokenizer, make_examples(passages, qas[:4], random.Random(0), negatives=1))
+    base = R.from_bert_state(state, 2)
+    net = R.build_net(n_layers=2)
+    net.load_state_dict(base, strict=False)
+    train(net, lambda _e: feats, train_layers=2, batch=8, lr=1e-3, max_steps=1, log=lambda _m: None)
+    art = tmp_path / "reader"
+    meta = save_artifact(net, base, 2, {"base_model_id": model_id}, art, (state, tokenizer, model_id))
+    packed = load_file(str(art / R.WEIGHTS))
+    stored = packed[R.SMOOTHING]
+    assert tuple(stored.shape) == (2, 1536) and meta["sha256"] == R.sha256_file(art / R.WEIGHTS)
+    reader = R.Reader.load(state, tokenizer, model_id, art)
+    assert reader.smoothing is not None and torch_equal(reader.smoothing, stored)
+    # measured here again, the factors agree with the stored ones (same weights, same probes)
+    assert float((R.smoothing_factors(reader.net, tokenizer) - stored).abs().max()) < 1e-3 * float(stored.max())
+    smoothed = {i: bool((stored[i] > 0).all()) for i in (0, 1)}  # a row of zeros: an outlier layer
+    assert any(smoothed.values())
+
+    def quantised_fo(onnx_dir: Path) -> dict[int, bool]:
+        R.Reader.load(state, tokenizer, model_id, art, onnx_dir, int8=True)  # raises if int8 strays from fp32
+        (path,) = onnx_dir.glob("*-int8s.onnx")
+        nodes = onnx.load(str(path)).graph.node
+        fp32 = {i for i in (0, 1) for n in nodes if n.op_type == "MatMul" and n.name.startswith(f"/layers.{i}/fo/")}
+        return {i: i not in fp32 for i in (0, 1)}
+
+    assert quantised_fo(tmp_path / "onnx-a") == smoothed
+    k = max(i for i, v in smoothed.items() if v)
+    packed[R.SMOOTHING][k] = 0.0  # the artifact says: keep layer k's product in fp32
+    save_file(packed, str(art / R.WEIGHTS), metadata={"format": R.FORMAT})
+    meta["sha256"] = R.sha256_file(art / R.WEIGHTS)
+    (art / R.META).write_text(json.dumps(meta), encoding="utf-8")
+    assert quantised_fo(tmp_path / "onnx-b") == {**smoothed, k: False}
+    packed[R.SMOOTHING] = stored[:1]
+    save_file(packed, str(art / R.WEIGHTS), metadata={"format": R.FORMAT})
+    meta["sha256"] = R.sha256_file(art / R.WEIGHTS)
+    (art / R.META).write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(R.ReaderError, match="smoothing factors have shape"):
+        R.Reader.load(state, tokenizer, model_id, art)
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
 
 
 def test_distillation_pulls_the_student_towards_the_teacher() -> None:
