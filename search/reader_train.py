@@ -262,6 +262,57 @@ def _batches(lengths: list[int], batch: int, rng: random.Random) -> list[list[in
     return out
 
 
+def _question_batches(feats: list[R.Feature], batch: int, rng: random.Random) -> list[list[int]]:
+    # Every window of a question in the same batch (``shared_norm_loss`` compares them), questions
+    # of similar lengths together, batches of about ``batch`` windows in random order.
+    groups: dict[str, list[int]] = {}
+    for i, f in enumerate(feats):
+        groups.setdefault(str(f.meta.get("qid", i)), []).append(i)
+    order = sorted(groups.values(), key=lambda g: max(len(feats[i].ids) for i in g) + rng.random() * 8)
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for g in order:
+        if cur and len(cur) + len(g) > batch:
+            out.append(cur)
+            cur = []
+        cur += g
+    if cur:
+        out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
+def shared_norm_loss(start: Any, end: Any, feats: list[R.Feature]) -> Any:
+    """Shared normalisation (Clark & Gardner 2018) over each question's windows, on the scale
+    search compares windows with: a position's score less its window's no-answer score.
+
+    Per question, start and end each: −log of (Σ e^margin over the gold positions of all its
+    windows, or 1 if none holds the answer) over (1 + Σ e^margin over every window position of
+    all its windows). The per-window loss teaches each window to answer or abstain on its own,
+    never whether its best span beats another window's; search picks across windows by that
+    margin, and picking by hindsight the best of a gold passage's windows would give calib F1
+    0.716 against 0.589 (docs/quality.md, round 8).
+    """
+    import torch
+
+    width = start.shape[1]
+    ctx = torch.zeros((len(feats), width), dtype=torch.bool)
+    for r, f in enumerate(feats):
+        ctx[r, f.ctx_start : f.ctx_start + len(f.offsets)] = True
+    groups: dict[str, list[int]] = {}
+    for r, f in enumerate(feats):
+        groups.setdefault(str(f.meta.get("qid", r)), []).append(r)
+    zero = torch.zeros(1)
+    losses = []
+    for rows in groups.values():
+        for logits, gold in ((start, [feats[r].start_label for r in rows]), (end, [feats[r].end_label for r in rows])):
+            m = logits[rows].float() - logits[rows, :1].float()
+            every = torch.logsumexp(torch.cat([zero, m[ctx[rows]]]), 0)
+            held = [m[k, g] for k, g in enumerate(gold) if g > 0]
+            losses.append(every - (torch.logsumexp(torch.stack(held), 0) if held else 0.0))
+    return torch.stack(losses).mean()
+
+
 def train(
     net: Any,
     epoch_feats: Callable[[int], list[R.Feature]],
@@ -279,6 +330,7 @@ def train(
     average_last: int = 1,
     distil: float = 0.0,
     temperature: float = 2.0,
+    shared_norm: float = 0.0,
 ) -> list[float]:
     """Fine-tune the top ``train_layers`` layers and the head; returns the loss of every step.
 
@@ -333,7 +385,8 @@ def train(
             feats = epoch_feats(epoch)
         lengths = [len(f.ids) for f in feats]
         net.train()
-        for idx in _batches(lengths, batch, rng):
+        # with shared normalisation, a question's windows share a batch
+        for idx in _question_batches(feats, batch, rng) if shared_norm > 0 else _batches(lengths, batch, rng):
             if step >= total:
                 break
             ids_np, mask_np = R.pad([feats[i] for i in idx])
@@ -350,6 +403,8 @@ def train(
             loss = (
                 torch.nn.functional.cross_entropy(s.float(), ys) + torch.nn.functional.cross_entropy(e.float(), ye)
             ) / 2
+            if shared_norm > 0:
+                loss = loss + shared_norm * shared_norm_loss(s, e, [feats[i] for i in idx])
             # a batch without the teacher's scores (the first epoch of --self-distil) learns the answers alone
             if distil > 0 and all("teacher" in feats[i].meta for i in idx):
                 ts, te = _teacher_batch([feats[i] for i in idx], ids.shape[1])
@@ -555,6 +610,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="read each window after its article's title (measured: calib F1 0.553 against 0.578 without)",
     )
+    ap.add_argument(
+        "--shared-norm",
+        type=float,
+        default=0.0,
+        help="weight of a loss comparing each question's windows by margin over no-answer (shared normalisation; "
+        "0: off; not yet measured on the full recipe)",
+    )
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--limit", type=int, default=None, help="train on the first N training questions")
@@ -687,6 +749,7 @@ def main(argv: list[str] | None = None) -> None:
         on_epoch=on_epoch if calib else None,
         average_last=args.average_last,
         distil=args.distil if teacher is not None or args.self_distil else 0.0,
+        shared_norm=args.shared_norm,
     )
     log(f"loss first 20 steps {np.mean(losses[:20]):.3f} → last 20 {np.mean(losses[-20:]):.3f}")
     if args.no_save:

@@ -382,6 +382,69 @@ def test_training_on_a_tiny_slice_lowers_the_loss() -> None:
     assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3]) * 0.7
 
 
+def test_shared_normalisation_compares_a_questions_windows() -> None:
+    """--shared-norm: a question's windows are scored together, by margin over each window's
+    no-answer score, as search compares them; a question none of whose windows holds the answer
+    is pushed towards no answer everywhere. Then a few real training steps with it."""
+    import torch
+
+    from search.reader_train import (
+        _question_batches,
+        featurize,
+        load_base,
+        load_piaf,
+        make_examples,
+        shared_norm_loss,
+        train,
+    )
+    from tests.conftest import SHARED
+
+    def feat(qid: str, label: int) -> R.Feature:
+        # 2 question tokens, then 4 window tokens (positions 2-5), then one token of padding
+        return R.Feature([0] * 6, 2, [(0, 1)] * 4, label, label, {"qid": qid})
+
+    feats = [feat("q", 3), feat("q", 0), feat("r", 0)]
+    start = torch.tensor([[1.0, 0, 0, 4, 0, 0, 9], [2.0, 0, 0, 0, 0, 0, 9], [0.0, -1, -1, -1, -1, -1, 9]])
+    end = start.clone()
+
+    def expected(x: torch.Tensor) -> float:
+        m = x - x[:, :1]  # margins; the padding (9) is no position
+        q = torch.logsumexp(torch.cat([torch.zeros(1), m[:2, 2:6].flatten()]), 0) - m[0, 3]
+        r = torch.logsumexp(torch.cat([torch.zeros(1), m[2, 2:6]]), 0)
+        return float((q + r) / 2)
+
+    got = float(shared_norm_loss(start, end, feats))
+    assert abs(got - expected(start)) < 1e-5
+    rival = start.clone()
+    rival[1, 4] = 6.0  # the window without the answer now holds a strong span: a worse pick
+    assert float(shared_norm_loss(rival, rival, feats)) > got + 0.5
+    quiet = start.clone()
+    quiet[2, 2:6] = -5.0  # the no-answer question's windows abstain more firmly: a lower loss
+    assert float(shared_norm_loss(quiet, quiet, feats)) < got
+
+    passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
+    state, tokenizer, _ = load_base()
+    real = featurize(tokenizer, make_examples(passages, qas[:8], random.Random(0), negatives=1))
+    batches = _question_batches(real, 5, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(len(real)))
+    home = {real[i].meta["qid"]: k for k, b in enumerate(batches) for i in b}
+    assert all(home[real[i].meta["qid"]] == k for k, b in enumerate(batches) for i in b)
+    net = R.build_net()
+    net.load_state_dict(R.from_bert_state(state), strict=False)
+    losses = train(
+        net,
+        lambda _e: real,
+        train_layers=1,
+        batch=8,
+        lr=1e-3,
+        head_lr=3e-3,
+        max_steps=12,
+        log=lambda _m: None,
+        shared_norm=1.0,
+    )
+    assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3]) * 0.7
+
+
 def test_cloze_questions_point_at_a_span_their_window_holds(capsys: pytest.CaptureFixture[str]) -> None:
     """``--cloze``: questions made from OrangeSum articles (a recurring name or number replaced by
     qui / combien) whose answer is another occurrence, read in its own window; no-answer windows
