@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         help="weight of a loss comparing each question's windows by margin over no-answer (shared normalisation; "
-        "0: off; not yet measured on the full recipe)",
+        "0: off; 1.0 measured: calib F1 0.584, as without)",
     )
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--max-steps", type=int, default=None)
