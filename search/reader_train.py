@@ -573,7 +573,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2.5e-4, help="learning rate of the top layer")
-    ap.add_argument("--layer-decay", type=float, default=0.85, help="learning-rate factor per layer down")
+    ap.add_argument(
+        "--layer-decay",
+        type=float,
+        default=0.85,
+        help="learning-rate factor per layer down (0.95 measured: calib F1 0.558 against 0.584)",
+    )
     ap.add_argument(
         "--negatives",
         type=int,
