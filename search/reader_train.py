@@ -1,17 +1,19 @@
 """Train the extractive reader on PIAF: ``python -m search.reader_train ../shared/eval/piaf-dev``.
 
 Data: PIAF dev (passages + questions, MIT), split by a fixed hash of the article title into
-train / calib / test (``split_of``): the reader is trained on train articles only, its
-confidence is calibrated on calib articles, and figures are reported on test articles.
+train / calib / test (``split_of``): the reader is trained on train articles (``--train-splits
+train,calib``: train and calib), its confidence is calibrated on calib articles read by a reader
+that never saw them, and figures are reported on test articles, never trained or tuned on.
 
 Examples are windows shaped like the ones read at query time (a sentence plus neighbours,
 ``reader.window_around``): per question, a window holding the answer, a window of the same
 passage without it, and a window around the best-matching sentence of a BM25-retrieved
 passage of another article (the reader learns to abstain). Windows are drawn afresh every
 epoch. All 12 encoder layers and the head are trained (layer-wise learning-rate decay: the top
-layer at ``--lr``, each layer below × 0.85); the embedding table stays e5's; the calib questions
-pick the best epoch. About 33 minutes on 2 cores; then fit the answer confidence with
-``salon eval ../shared/eval/piaf-dev --mode hybrid --split calib --fit-reader``.
+layer at ``--lr``, each layer below × 0.85); the embedding table stays e5's; the mean of the last
+3 epochs' weights ships. About 65 minutes on 2 cores (80 with calib); then fit the answer
+confidence with ``bench/reader_calibration.py ../shared/eval/piaf-dev --write``, or take one
+fitted so with ``--calibration-from``.
 """
 
 from __future__ import annotations
@@ -503,6 +505,23 @@ def write_calibration(cal: dict[str, Any], fitted_on: str, artifact_dir: Path = 
     return path
 
 
+def borrowed_calibration(artifact_dir: Path) -> dict[str, Any]:
+    """The fitted answer confidence of another reader artifact, saying whose readings it was fitted on.
+
+    Cross-fitting: a reader trained on train + calib has no unseen calib questions left to fit its
+    confidence on, so it takes the one fitted on the calib readings of the same recipe trained on
+    train alone (those readings are of articles that reader never saw, as search's are)."""
+    meta = R.read_meta(artifact_dir)  # refuses a damaged artifact
+    cal = meta.get("calibration") or {}
+    if not cal.get("weights"):
+        raise R.ReaderError(f"{artifact_dir} holds no fitted answer confidence to take")
+    origin = str(cal.get("fitted_on", "calib"))
+    if "readings of" not in origin:
+        trained = ", ".join(meta.get("trained_on", ["train"]))
+        origin = f"{origin} readings of reader {str(meta['sha256'])[:16]}… (trained on {trained})"
+    return {**cal, "fitted_on": origin}
+
+
 def save_artifact(
     net: Any,
     base: dict[str, Any],
@@ -622,6 +641,19 @@ def main(argv: list[str] | None = None) -> None:
         help="weight of a loss comparing each question's windows by margin over no-answer (shared normalisation; "
         "0: off; 1.0 measured: calib F1 0.584, as without)",
     )
+    ap.add_argument(
+        "--train-splits",
+        default="train",
+        help="splits whose articles are trained on, comma-separated: train, or train,calib (then no calib figure "
+        "is measured, and the confidence is fitted on the calib readings of a reader trained on train alone)",
+    )
+    ap.add_argument(
+        "--calibration-from",
+        type=Path,
+        default=None,
+        help="a reader artifact whose fitted answer confidence the new one takes (with --train-splits train,calib: "
+        "the one trained on train alone, fitted on its calib readings); without a data folder, only copy it into --out",
+    )
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--limit", type=int, default=None, help="train on the first N training questions")
@@ -642,6 +674,16 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"salon: {exc}")
         print(f"stored the int8 smoothing factors in {args.out / R.WEIGHTS} (sha256 {sha[:16]}…)")
         return
+    borrowed = None
+    if args.calibration_from:
+        try:
+            borrowed = borrowed_calibration(args.calibration_from)
+        except R.ReaderError as exc:
+            sys.exit(f"salon: {exc}")
+        if args.data is None:
+            where = write_calibration(borrowed, borrowed["fitted_on"], args.out)
+            print(f"copied the answer confidence of {args.calibration_from} to {where}")
+            return
     if args.data is None:
         ap.error("the PIAF-like data folder is required (e.g. ../shared/eval/piaf-dev)")
     if args.self_distil and (args.teacher or not args.checkpoints):
@@ -649,6 +691,10 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= args.depth <= 12:
         ap.error(f"--depth must be between 1 and 12 (e5-small has 12 layers), not {args.depth}")
     args.layers = args.depth if args.layers is None else args.layers
+    train_splits = tuple(dict.fromkeys(x.strip() for x in args.train_splits.split(",") if x.strip()))
+    if "train" not in train_splits or not set(train_splits) <= {"train", "calib"}:
+        # test articles are never trained on: every published figure is read there
+        ap.error(f"--train-splits must be train or train,calib, not {args.train_splits!r}")
     if not 0 <= args.layers <= args.depth:
         ap.error(f"--layers must be between 0 and --depth ({args.depth}), not {args.layers}")
 
@@ -663,7 +709,12 @@ def main(argv: list[str] | None = None) -> None:
     for qa in qas:
         by_split[split_of(passages[qa.passage].title)].append(qa)
     log("questions per split: " + ", ".join(f"{k} {len(v)}" for k, v in by_split.items()))
-    train_qas = by_split["train"][: args.limit] if args.limit else by_split["train"]
+    train_qas = [qa for k in train_splits for qa in by_split[k]]
+    log(
+        f"trained on {', '.join(train_splits)}: {len(train_qas)} questions"
+        + (f", the first {args.limit}" if args.limit else "")
+    )
+    train_qas = train_qas[: args.limit] if args.limit else train_qas
     state, tokenizer, model_id = load_base()
     base = R.from_bert_state(state, args.depth)
     kinds: dict[str, int] = {}
@@ -701,7 +752,8 @@ def main(argv: list[str] | None = None) -> None:
     reader = R.Reader(net, tokenizer, {"calibration": {}, "titles": args.titles})
     bf16 = torch.backends.mkldnn.is_available()
     reader.bf16 = bf16
-    calib = by_split["calib"][: args.eval_limit]
+    # a split trained on reads no figure: the epochs are then not scored
+    calib = [] if "calib" in train_splits else by_split["calib"][: args.eval_limit]
     history: list[dict[str, Any]] = []
     cloze: dict[str, Any] = {}
     if args.cloze > 0:
@@ -759,13 +811,14 @@ def main(argv: list[str] | None = None) -> None:
     log(f"loss first 20 steps {np.mean(losses[:20]):.3f} → last 20 {np.mean(losses[-20:]):.3f}")
     if args.no_save:
         return
-    metrics = {k: gold_passage_eval(reader, passages, by_split[k]) for k in ("calib", "test")}
+    metrics = {k: gold_passage_eval(reader, passages, by_split[k]) for k in ("calib", "test") if k not in train_splits}
     log(f"gold-passage reader: {metrics}")
     meta = {
         "base_model_id": model_id,
         "data": "PIAF dev (../shared/eval/piaf-dev, MIT, DINUM/Etalab)"
         + (", after cloze questions from OrangeSum paragraphs (../shared/eval/orangesum, CC BY-SA)" if cloze else ""),
         "split": "sha256(title) % 100: train < 75 ≤ calib < 85 ≤ test",
+        "trained_on": list(train_splits),
         # the flags that shape the weights and differ from the defaults (not where files go)
         "command": " ".join(
             ["python -m search.reader_train ../shared/eval/piaf-dev"]
@@ -789,7 +842,7 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": history,
         **({"teacher": {"path": str(args.teacher), "sha256": teacher.meta["sha256"]}} if teacher else {}),
         "gold_passage": metrics,
-        "calibration": {},
+        "calibration": borrowed or {},
     }
     meta = save_artifact(net, base, args.layers, meta, args.out, (state, tokenizer, model_id))
     size = (args.out / R.WEIGHTS).stat().st_size / 1e6

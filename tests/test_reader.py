@@ -711,3 +711,44 @@ def test_self_distillation_reads_the_previous_epoch(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert "epoch 2: span scores of epoch 1's weights read (onnx-int8)" in err
     assert (tmp_path / "epoch-1").is_dir() and (tmp_path / "epoch-2").is_dir()
+
+
+def test_training_on_calib_takes_a_confidence_fitted_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--train-splits train,calib`` trains on calib articles too, scores no epoch on them, and
+    refuses test; ``--calibration-from`` copies a confidence fitted on another reader's calib
+    readings, saying whose, and refuses a damaged source."""
+    from search.reader_train import main
+    from tests.conftest import SHARED
+
+    data = str(SHARED / "eval" / "piaf-dev")
+    with pytest.raises(SystemExit):
+        main([data, "--train-splits", "train,test", "--no-save"])
+    assert "--train-splits must be train or train,calib" in capsys.readouterr().err
+    main([data, "--train-splits", "train,calib", "--depth", "2", "--limit", "4", "--epochs", "1", "--no-save"])
+    err = capsys.readouterr().err
+    assert "trained on train, calib: 3811 questions, the first 4" in err
+    assert "calib (gold passage" not in err  # an epoch is never scored on questions trained on
+
+    shipped = R.read_meta()
+    dest = tmp_path / "reader"
+    shutil.copytree(R.ARTIFACT_DIR, dest)
+    meta = json.loads((dest / R.META).read_text(encoding="utf-8"))
+    meta["calibration"] = {}
+    (dest / R.META).write_text(json.dumps(meta), encoding="utf-8")
+    main(["--calibration-from", str(R.ARTIFACT_DIR), "--out", str(dest)])
+    got = R.read_meta(dest)  # same weights: the sha256 still holds
+    assert got["calibration"]["weights"] == shipped["calibration"]["weights"]
+    assert got["calibration"]["threshold"] == shipped["calibration"]["threshold"]
+    assert "readings of reader" in got["calibration"]["fitted_on"]
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(R.ARTIFACT_DIR, damaged)
+    with (damaged / R.WEIGHTS).open("r+b") as f:
+        f.seek(4096)
+        byte = f.read(1)
+        f.seek(4096)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(SystemExit, match="damaged"):
+        main(["--calibration-from", str(damaged), "--out", str(dest)])
