@@ -11,7 +11,7 @@ passage without it, and a window around the best-matching sentence of a BM25-ret
 passage of another article (the reader learns to abstain). Windows are drawn afresh every
 epoch. All 12 encoder layers and the head are trained (layer-wise learning-rate decay: the top
 layer at ``--lr``, each layer below × 0.85); the embedding table stays e5's; the mean of the last
-3 epochs' weights ships. About 65 minutes on 2 cores (80 with calib); then fit the answer
+3 epochs' weights ships. About 65 minutes on 2 cores (88 with calib); then fit the answer
 confidence with ``bench/reader_calibration.py ../shared/eval/piaf-dev --write``, or take one
 fitted so with ``--calibration-from``.
 """

@@ -36,6 +36,15 @@ def activists_window(engine: Any) -> R.Window:
     return R.Window(art.text[ws:we], ws, title=art.title)
 
 
+def damaged_copy(dest: Path) -> Path:
+    """A copy of the shipped reader artifact at ``dest`` with one byte of its weights flipped."""
+    shutil.copytree(R.ARTIFACT_DIR, dest)
+    data = bytearray((dest / R.WEIGHTS).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (dest / R.WEIGHTS).write_bytes(bytes(data))
+    return dest
+
+
 def reads_of(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[R.Window]]:
     """The windows of each reader call the engine makes from now on (until the test ends)."""
     reader = engine.answers.reader
@@ -339,11 +348,7 @@ def test_int8_delta_round_trip() -> None:
 def test_damaged_artifact_is_refused_and_sentences_answer(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from search.answer import AnswerFinder
 
-    bad = tmp_path / "reader_model"
-    shutil.copytree(R.ARTIFACT_DIR, bad)
-    data = bytearray((bad / R.WEIGHTS).read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (bad / R.WEIGHTS).write_bytes(bytes(data))
+    bad = damaged_copy(tmp_path / "reader_model")
     eng = copy.copy(engine)
     eng.settings = engine.settings.model_copy(update={"reader_dir": bad})
     eng.answers = AnswerFinder(eng)
@@ -748,12 +753,5 @@ def test_training_on_calib_takes_a_confidence_fitted_without_it(
     assert got["calibration"]["threshold"] == shipped["calibration"]["threshold"]
     assert "readings of reader" in got["calibration"]["fitted_on"]
 
-    damaged = tmp_path / "damaged"
-    shutil.copytree(R.ARTIFACT_DIR, damaged)
-    with (damaged / R.WEIGHTS).open("r+b") as f:
-        f.seek(4096)
-        byte = f.read(1)
-        f.seek(4096)
-        f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(SystemExit, match="damaged"):
-        main(["--calibration-from", str(damaged), "--out", str(dest)])
+        main(["--calibration-from", str(damaged_copy(tmp_path / "damaged")), "--out", str(dest)])
