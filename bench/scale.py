@@ -10,7 +10,8 @@ embeds everything (see docs/performance.md for how long that took), later runs r
 
 Queries: the OrangeSum headlines (keyword-like) and PIAF dev questions (questions, so the answer
 stage runs too), interleaved. Printed per size: chunks, ANN kind, build time, p50/p95/p99 of the
-whole ``Engine.search`` and of its stages (query encoding, dense, lexical), Recall@1/5 of the
+whole ``Engine.search`` and of its stages (query encoding, dense, lexical; for the questions, the
+search again without the answer step), Recall@1/5 of the
 headlines whose article is in the subset, the same over HTTP against ``salon serve``, and the
 server's resident memory after the run. ``--json`` writes the figures for bench/plots.py.
 """
@@ -144,13 +145,17 @@ def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str
     engine = Engine.open(where, settings, embedder)
     for q in qs[:5]:
         engine.search(q, k=10)  # warm caches, lazy loads
-    total, enc, dense, lex, asked = [], [], [], [], []
+    total, enc, dense, lex, asked, unanswered = [], [], [], [], [], []
     for q in qs:
         t0 = time.perf_counter()
         engine.search(q, k=10)
         total.append((time.perf_counter() - t0) * 1000)
         if is_question(q):  # the answer step (the reader, when on) runs for these only
             asked.append(total[-1])
+            # the same question without the answer step: what the reader adds is the difference
+            t0 = time.perf_counter()
+            engine.search(q, k=10, answer=False)
+            unanswered.append((time.perf_counter() - t0) * 1000)
         # Stages timed apart, on the same query, for the breakdown (the sum of stages < total:
         # the rest is fusion, the sentence second stage, answers and result assembly).
         t0 = time.perf_counter()
@@ -171,6 +176,7 @@ def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str
         "total": [pct(total, p) for p in (50, 95, 99)],
         "questions": [pct(asked, p) for p in (50, 95, 99)],
         "question_count": len(asked),
+        "questions_without_answer_step": [pct(unanswered, p) for p in (50, 95, 99)],
         "reader": engine.answers.reader.runtime if engine.answers.reader is not None else "off",
         "encode": [pct(enc, p) for p in (50, 95, 99)],
         "dense": [pct(dense, p) for p in (50, 95, 99)],
@@ -313,7 +319,7 @@ def main() -> None:
         )
         print(
             f"  {r['paragraphs']:,} paragraphs, the {r['question_count']} questions alone (reader {r['reader']}): "
-            f"{f(r['questions'])} ms"
+            f"{f(r['questions'])} ms; without the answer step {f(r['questions_without_answer_step'])} ms"
         )
         if r["random_vectors"]:
             print(f"  ({r['paragraphs']:,} paragraphs: {r['random_vectors']}; see --cached-only)")

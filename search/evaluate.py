@@ -286,27 +286,37 @@ def _readings(engine: Any, ds: Dataset, progress: bool, article: bool = False) -
     """Per question, for every window the reader read as search reads them: (confidence
     features, the answer sentence holds a gold answer, span F1). ``article``: the features also
     name the window's article (its index in the store), for benchmarks of which windows to read."""
-    from indexer.analysis import analyze
     from search.answer import is_question
 
-    e = engine
     out = []
     qs = [q for q in ds.questions if q.answers and is_question(q.text)]
     for q in _progress(qs, "reader windows", progress):
-        v = e.store.view()
-        qv = e.embedder.encode_query(q.text)
-        terms = analyze(q.text)
-        ranked = e._dedupe(e.retrieve(q.text, qv, "hybrid", None, e.settings.candidates, terms, v))[:5]
-        e.load_sentences(v, ranked)
-        golds = [_norm(g) for g in q.answers]
         rows = []
-        for r in e.answers.readings(q.text, qv, ranked, terms, v, gate=False):
-            sv, sp = r.sentences, r.span
-            k = max((k for k in range(len(sv.starts)) if sv.starts[k] <= sp.start), default=r.index)
-            sent = _norm(sv.texts[k] + " " + sp.text)
-            f = {**r.features, "article": float(sv.article)} if article else r.features
-            rows.append((f, any(g and g in sent for g in golds), max(_f1(sp.text, g) for g in q.answers)))
+        for r, right, f1 in question_readings(engine, q):
+            f = {**r.features, "article": float(r.sentences.article)} if article else r.features
+            rows.append((f, right, f1))
         out.append(rows)
+    return out
+
+
+def question_readings(engine: Any, q: Question) -> list[tuple[Any, bool, float]]:
+    """Every window the reader reads for ``q`` as search reads them, ungated, best confidence
+    first: (the ``Reading``, its answer sentence holds a gold answer, its span's F1)."""
+    from indexer.analysis import analyze
+
+    e = engine
+    v = e.store.view()
+    qv = e.embedder.encode_query(q.text)
+    terms = analyze(q.text)
+    ranked = e._dedupe(e.retrieve(q.text, qv, "hybrid", None, e.settings.candidates, terms, v))[:5]
+    e.load_sentences(v, ranked)
+    golds = [_norm(g) for g in q.answers]
+    out = []
+    for r in e.answers.readings(q.text, qv, ranked, terms, v, gate=False):
+        sv, sp = r.sentences, r.span
+        k = max((k for k in range(len(sv.starts)) if sv.starts[k] <= sp.start), default=r.index)
+        sent = _norm(sv.texts[k] + " " + sp.text)
+        out.append((r, any(g and g in sent for g in golds), max(_f1(sp.text, g) for g in q.answers)))
     return out
 
 

@@ -216,6 +216,41 @@ def test_no_answer_in_the_corpus(engine, question: str) -> None:  # type: ignore
     assert res.results  # abstaining on the answer still returns passages
 
 
+def test_a_span_that_cannot_answer_its_question_word_is_not_shown(engine) -> None:  # type: ignore[no-untyped-def]
+    """The Dreamforce article gives no date in its text (« cette année »); its best reading for
+    « quand … ? » was « son entreprise », confident enough to show. A span with no date or period
+    cannot answer « quand », nor one with no quantity « combien »; other question words take any
+    span."""
+    from indexer.analysis import analyze
+    from search.answer import span_kind
+
+    q = "quand a eu lieu Dreamforce 2019 ?"
+    qv = engine.embedder.encode_query(q)
+    v = engine.store.view()
+    ranked = engine._dedupe(engine.retrieve(q, qv, "hybrid", None, engine.settings.candidates, analyze(q), v))[:5]
+    engine.load_sentences(v, ranked)
+    reads = engine.answers.readings(q, qv, ranked, analyze(q), v)
+    # the reading the rule is about: confident, and no date in it
+    assert reads and reads[0].conf >= engine.answers.threshold and not span_kind("when", reads[0].span.text)
+    res = engine.search(q, k=5)
+    assert all(span_kind("when", a.span_text or "") for a in res.answers)
+    assert res.answer is None and res.results
+    # the seed answers are unchanged
+    for question, span in (
+        ("quand a eu lieu le salon du e-marketing ?", "les 24 et 25 janvier 2012"),
+        ("qui a critiqué Salesforce ?", "des activistes"),
+    ):
+        a = engine.search(question, k=5).answer
+        assert a is not None and a.span_text == span
+    for qtype, ok, not_ok in (
+        ("when", ["en 1870", "au XIXe siècle", "pendant la guerre", "le 3 mars", "in June"], ["son entreprise"]),
+        ("howmany", ["170.000", "trois cents", "plusieurs milliers", "la troisième", "half"], ["des activistes"]),
+    ):
+        assert all(span_kind(qtype, s) for s in ok), qtype
+        assert not any(span_kind(qtype, s) for s in not_ok), qtype
+    assert span_kind("who", "son entreprise") and span_kind(None, "son entreprise")
+
+
 def test_every_question_type_gets_a_span(engine) -> None:  # type: ignore[no-untyped-def]
     """Spans no longer depend on qui/quand/où/combien patterns: a « pourquoi » gets one too."""
     saved = engine.settings
