@@ -34,7 +34,7 @@ from indexer.model import Embedder
 from indexer.settings import Settings
 from search.answer import is_question, question_type, span_kind
 from search.engine import Engine
-from search.evaluate import load_dataset, question_readings
+from search.evaluate import load_dataset, operating_point, question_readings
 
 TYPED = ("when", "howmany")
 
@@ -54,23 +54,20 @@ def readings(engine: Engine, qs: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def best_read(q: dict[str, Any], veto: bool) -> dict[str, Any] | None:
+    """The question's answer under a rule: its most confident reading (``veto``: among those whose
+    span is of its question's kind, as search picks)."""
+    return max((r for r in q["reads"] if not veto or r["kind_ok"]), key=lambda r: r["conf"], default=None)
+
+
 def score(qs: list[dict[str, Any]], threshold: float, veto: bool) -> dict[str, float]:
-    answered = right = 0
-    f1 = 0.0
-    for q in qs:
-        reads = [r for r in q["reads"] if not veto or r["kind_ok"]]
-        best = max(reads, key=lambda r: r["conf"], default=None)
-        if best is None or best["conf"] < threshold:
-            continue
-        answered += 1
-        right += best["right"]
-        f1 += best["f1"]
-    n = max(1, len(qs))
+    tops = [(b["conf"], b["right"], b["f1"]) if (b := best_read(q, veto)) else (0.0, False, 0.0) for q in qs]
+    answered, precision, _abstains, _right = operating_point(tops, [], threshold)
     return {
-        "answered": round(answered / n, 4),
-        "precision": round(right / max(1, answered), 4),
-        "span_f1_at_threshold": round(f1 / n, 4),
-        "answers": answered,
+        "answered": round(answered, 4),
+        "precision": round(precision, 4),
+        "span_f1_at_threshold": round(sum(f1 for c, _, f1 in tops if c >= threshold) / max(1, len(qs)), 4),
+        "answers": sum(c >= threshold for c, _, _ in tops),
     }
 
 
@@ -92,11 +89,7 @@ def main() -> None:
     thr = engine.answers.threshold
     typed = [q for q in qs if q["type"] in TYPED]
     # Among typed questions answered as before: how often the span lacks its kind, and how right those are.
-    shown = []
-    for q in typed:
-        best = max(q["reads"], key=lambda r: r["conf"], default=None)
-        if best is not None and best["conf"] >= thr:
-            shown.append((q, best))
+    shown = [(q, b) for q in typed if (b := best_read(q, False)) is not None and b["conf"] >= thr]
     lacking = [(q, b) for q, b in shown if not b["kind_ok"]]
     report: dict[str, Any] = {
         "reader_sha256": reader.meta["sha256"],

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexer.analysis import analyze, fold
-from search.types import Answer
+from search.types import Answer, ArticleInfo
 
 if TYPE_CHECKING:
     from search.engine import Engine, _Candidate
@@ -448,7 +448,7 @@ class AnswerFinder:
             if sv.article in seen:
                 continue
             art = view.article(sv.article)
-            if (art.language or "fr")[:2].lower() in ("fr", "en") and not span_kind(qtype, sp.text):
+            if article_language(art) in ("fr", "en") and not span_kind(qtype, sp.text):
                 continue
             seen.add(sv.article)
             # the sentence holding the span's start, widened if the span runs into the next one
@@ -473,12 +473,17 @@ def _inside(windows: list[tuple[Window, Sentences]], sv: Sentences, j: int) -> b
 
 def _window(view: StoreView, sv: Sentences, j: int, qlang: str) -> tuple[Window, bool]:
     """The window around sentence ``j`` of ``sv``, and whether ``qlang`` is not its article's
-    language (Salon's corpus is French unless an article says otherwise)."""
+    language."""
     from search.reader import Window, window_around
 
     art = view.article(sv.article)
     ws, we = window_around(list(zip(sv.starts, sv.ends, strict=True)), j)
-    return Window(art.text[ws:we], ws, title=art.title), qlang != (art.language or "fr")[:2].lower()
+    return Window(art.text[ws:we], ws, title=art.title), qlang != article_language(art)
+
+
+def article_language(art: ArticleInfo) -> str:
+    """An article's two-letter language; Salon's corpus is French unless an article says otherwise."""
+    return (art.language or "fr")[:2].lower()
 
 
 # What a span (not its sentence) should look like for each question word. Unlike ``_HAS`` a
