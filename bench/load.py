@@ -75,7 +75,11 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "SALON_ADMIN_TOKEN": token}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "indexer.cli", "serve", "--port", str(self.port), "--index-dir", str(index_dir)],
+            # loopback pinned: a SALON_HOST in the environment must not widen where the bench listens
+            [
+                *(sys.executable, "-m", "indexer.cli", "serve"),
+                *("--host", "127.0.0.1", "--port", str(self.port), "--index-dir", str(index_dir)),
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
