@@ -66,24 +66,18 @@ def torch_product(m: int, dtype: str) -> float:
         return rate(lambda: a @ b, m)
 
 
-def median_ms(run: Callable[[], object], reps: int = 30) -> float:
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1000)
-    return float(np.median(times))
-
-
 def networks() -> None:
     """The query encoder and the int8 reader as the engine loads them (``--no-networks`` skips)."""
     from pathlib import Path
 
+    from encode import timed  # bench/ is on sys.path when a bench script runs
+
     from indexer.model import Embedder
     from indexer.settings import Settings
     from search.reader import ARTIFACT_DIR, Reader, Window
+
+    def median_ms(run: Callable[[], object]) -> float:
+        return float(np.median(timed(run, 30)))
 
     settings = Settings()
     emb = Embedder.from_settings(settings)
