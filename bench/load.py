@@ -77,8 +77,16 @@ class Server:
         self.proc = subprocess.Popen(
             # loopback pinned: a SALON_HOST in the environment must not widen where the bench listens
             [
-                *(sys.executable, "-m", "indexer.cli", "serve"),
-                *("--host", "127.0.0.1", "--port", str(self.port), "--index-dir", str(index_dir)),
+                sys.executable,
+                "-m",
+                "indexer.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--index-dir",
+                str(index_dir),
             ],
             cwd=ROOT,
             env=env,

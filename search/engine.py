@@ -20,7 +20,7 @@ from indexer.analysis import analyze, term_spans
 from indexer.corpus import normalise_date
 from indexer.model import Embedder
 from indexer.settings import Settings
-from search.answer import AnswerFinder, is_question
+from search.answer import AnswerFinder, Reading, is_question
 from search.store import ChunkInfo, LocalStore, Sentences, Store, StoreView, Where
 from search.types import (
     Answer,
@@ -34,6 +34,9 @@ from search.types import (
 )
 
 MODES = ("hybrid", "dense", "lexical")
+# The best passages a question's answer step reads (their sentences are scored, then windows
+# around the best of them go to the reader).
+ANSWER_PASSAGES = 5
 
 
 @dataclass
@@ -236,8 +239,7 @@ class Engine:
         ans: Answer | None = None
         answers: list[Answer] = []
         if answer and qv is not None and is_question(q) and ranked:
-            self.load_sentences(v, ranked[:5])
-            answers = self.answers.find(q, qv, ranked[:5], terms, v)
+            answers = self.answers.find(q, qv, self.answer_candidates(v, ranked), terms, v)
             ans = answers[0] if answers else None
             if ans is not None:
                 for res in results:
@@ -252,7 +254,23 @@ class Engine:
         took = (time.perf_counter() - t0) * 1000
         return SearchResponse(q, round(took, 2), len(ranked), ans, results, answers)
 
+    def readings(self, query: str, gate: bool = True) -> list[Reading]:
+        """The reader's readings of question ``query`` as a default search makes them (hybrid,
+        no filters), best confidence first; ``gate=False``: every window, as evaluation reads
+        them. For evaluation and tests: search itself keeps only the answers."""
+        v = self.store.view()
+        qv = self.embedder.encode_query(query)
+        terms = analyze(query)
+        ranked = self._dedupe(self.retrieve(query, qv, "hybrid", None, self.settings.candidates, terms, v))
+        return self.answers.readings(query, qv, self.answer_candidates(v, ranked), terms, v, gate=gate)
+
     # -- stages ------------------------------------------------------------------------------
+    def answer_candidates(self, v: StoreView, ranked: list[_Candidate]) -> list[_Candidate]:
+        """The passages the answer step reads (the best ``ANSWER_PASSAGES``), their sentences loaded."""
+        cands = ranked[:ANSWER_PASSAGES]
+        self.load_sentences(v, cands)
+        return cands
+
     @staticmethod
     def load_sentences(v: StoreView, cands: list[_Candidate]) -> None:
         """Fetch, in one store call, the sentences of the candidates that lack them."""

@@ -302,17 +302,9 @@ def _readings(engine: Any, ds: Dataset, progress: bool, article: bool = False) -
 def question_readings(engine: Any, q: Question) -> list[tuple[Any, bool, float]]:
     """Every window the reader reads for ``q`` as search reads them, ungated, best confidence
     first: (the ``Reading``, its answer sentence holds a gold answer, its span's F1)."""
-    from indexer.analysis import analyze
-
-    e = engine
-    v = e.store.view()
-    qv = e.embedder.encode_query(q.text)
-    terms = analyze(q.text)
-    ranked = e._dedupe(e.retrieve(q.text, qv, "hybrid", None, e.settings.candidates, terms, v))[:5]
-    e.load_sentences(v, ranked)
     golds = [_norm(g) for g in q.answers]
     out = []
-    for r in e.answers.readings(q.text, qv, ranked, terms, v, gate=False):
+    for r in engine.readings(q.text, gate=False):
         sv, sp = r.sentences, r.span
         k = max((k for k in range(len(sv.starts)) if sv.starts[k] <= sp.start), default=r.index)
         sent = _norm(sv.texts[k] + " " + sp.text)

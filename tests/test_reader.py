@@ -45,19 +45,6 @@ def damaged_copy(dest: Path) -> Path:
     return dest
 
 
-def readings_of(engine: Any, q: str, gate: bool = True) -> list[Any]:
-    """The reader's readings of question ``q`` over its 5 best passages, as search makes them
-    (``gate=False``: every window, as evaluation reads them)."""
-    from indexer.analysis import analyze
-
-    qv = engine.embedder.encode_query(q)
-    v = engine.store.view()
-    terms = analyze(q)
-    ranked = engine._dedupe(engine.retrieve(q, qv, "hybrid", None, engine.settings.candidates, terms, v))[:5]
-    engine.load_sentences(v, ranked)
-    return list(engine.answers.readings(q, qv, ranked, terms, v, gate=gate))
-
-
 def reads_of(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[R.Window]]:
     """The windows of each reader call the engine makes from now on (until the test ends)."""
     reader = engine.answers.reader
@@ -237,7 +224,7 @@ def test_a_span_that_cannot_answer_its_question_word_is_not_shown(engine) -> Non
     from search.answer import span_kind
 
     q = "quand a eu lieu Dreamforce 2019 ?"
-    reads = readings_of(engine, q)
+    reads = engine.readings(q)
     # the reading the rule is about: confident, and no date in it
     assert reads and reads[0].conf >= engine.answers.threshold and not span_kind("when", reads[0].span.text)
     res = engine.search(q, k=5)
@@ -303,7 +290,7 @@ def test_span_evidence_reads_the_span_not_its_sentence(engine) -> None:  # type:
     from indexer.analysis import analyze
     from search.answer import span_evidence
 
-    top = readings_of(engine, "qui a critiqué Salesforce ?", gate=False)[0]
+    top = engine.readings("qui a critiqué Salesforce ?", gate=False)[0]
     assert top.span.text == "des activistes"
     assert top.features["span_in_question"] == 0.0  # nothing of it is in the question
     assert top.features["span_words"] == pytest.approx(math.log1p(2))
