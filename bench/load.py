@@ -79,7 +79,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "indexer.cli",
+                "salon.cli",
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -113,7 +113,7 @@ class Server:
 
 def salon_index(corpus: Path, index_dir: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "indexer.cli", "index", str(corpus), "--index-dir", str(index_dir), "-q"],
+        [sys.executable, "-m", "salon.cli", "index", str(corpus), "--index-dir", str(index_dir), "-q"],
         cwd=ROOT,
         check=True,
         stdout=subprocess.DEVNULL,

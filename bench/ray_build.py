@@ -37,7 +37,7 @@ ray start --head --port=26379 --include-dashboard=false --temp-dir="$RAY_TMPDIR"
 ray start --address=127.0.0.1:26379 $common >/dev/null 2>&1 || { ray stop --force >/dev/null 2>&1; exit 11; }
 echo "cluster_start_s $(echo "$(date +%s.%N) - $t0" | bc)"
 t1=$(date +%s.%N)
-"$PY" -m indexer.cli index "$CORPUS" --index-dir "$OUT" --full -q --ray 127.0.0.1:26379 2>"$ERR"; rc=$?
+"$PY" -m salon.cli index "$CORPUS" --index-dir "$OUT" --full -q --ray 127.0.0.1:26379 2>"$ERR"; rc=$?
 echo "build_wall_s $(echo "$(date +%s.%N) - $t1" | bc)"
 ray stop --force >/dev/null 2>&1
 exit $rc
@@ -72,7 +72,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     subprocess.run(
-        [py, "-m", "indexer.cli", "index", str(corpus), "--index-dir", str(work / "local"), "--full", "-q"],
+        [py, "-m", "salon.cli", "index", str(corpus), "--index-dir", str(work / "local"), "--full", "-q"],
         cwd=ROOT,
         env=env,
         check=True,

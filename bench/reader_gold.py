@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search import reader as R
-from search.reader_train import gold_passage_eval, load_piaf, split_of
+from training.reader_train import gold_passage_eval, load_piaf, split_of
 
 
 def main() -> None:

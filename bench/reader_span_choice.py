@@ -42,7 +42,7 @@ from indexer.model import Embedder
 from indexer.settings import Settings
 from search import reader as R
 from search.answer import question_type, span_evidence
-from search.reader_train import QA, Passage, load_piaf, split_of
+from training.reader_train import QA, Passage, load_piaf, split_of
 
 TOP = 10  # candidates per window
 

@@ -212,7 +212,7 @@ def over_http(where: Path, qs: list[str]) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ, "SALON_INDEX_DIR": str(where)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "indexer.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "salon.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -61,7 +61,7 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 # Fixed article-disjoint split of PIAF (by title): the reader trains on train, its confidence is
-# fitted on calib, and its figures are reported on test (search/reader_train.py).
+# fitted on calib, and its figures are reported on test (training/reader_train.py).
 SPLITS = {"train": (0, 75), "calib": (75, 85), "test": (85, 100)}
 
 

@@ -1,7 +1,7 @@
 """Extractive reader: question + short windows of article text → an answer span, or none.
 
 The reader is multilingual-e5-small with its encoder layers fine-tuned on PIAF (French
-SQuAD-like questions) and a start/end head (``search/reader_train.py`` trains it). Only what
+SQuAD-like questions) and a start/end head (``training/reader_train.py`` trains it). Only what
 training changed ships, in ``search/reader_model/`` (sha256 checked at load): each trained
 weight matrix as an int8 delta over the e5 weights Salon already rebuilds (one scale per row),
 the biases, layer norms and head as they are. The embedding table is e5's, untouched.
@@ -379,7 +379,7 @@ def read_meta(artifact_dir: Path = ARTIFACT_DIR) -> dict[str, Any]:
     if not meta_path.is_file() or not weights.is_file():
         raise ReaderError(
             f"reader artifact missing in {artifact_dir} (expected {WEIGHTS} and {META}); "
-            "retrain with `python -m search.reader_train ../shared/eval/piaf-dev`"
+            "retrain with `python -m training.reader_train ../shared/eval/piaf-dev`"
         )
     try:
         meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))

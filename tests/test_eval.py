@@ -39,7 +39,7 @@ def test_orangesum_layout_subset_keeps_gold_documents() -> None:
 
 @pytest.mark.model
 def test_salon_eval_on_a_piaf_subset() -> None:
-    from indexer.cli import main
+    from salon.cli import main
 
     out = CliRunner().invoke(main, ["eval", str(PIAF), "--json", "--limit", "30", "--max-docs", "40"])
     assert out.exit_code == 0, out.output
@@ -56,7 +56,7 @@ def test_salon_eval_on_a_piaf_subset() -> None:
 @pytest.mark.model
 def test_salon_eval_reports_the_reader_on_a_split() -> None:
     """Reader alone on the gold article, end-to-end spans, and abstention without the articles."""
-    from indexer.cli import main
+    from salon.cli import main
 
     args = ["eval", str(PIAF), "--json", "--mode", "hybrid", "--split", "test", "--limit", "15", "--max-docs", "60"]
     out = CliRunner().invoke(main, args)

@@ -159,7 +159,7 @@ def test_cli_build_summarises_bad_files_and_exits_3(tmp_path: Path, settings: Se
 
     from click.testing import CliRunner
 
-    from indexer.cli import main
+    from salon.cli import main
 
     c = small_corpus(tmp_path / "c")
     (c / "huge.md").write_text("Un salon immense.\n\n" * 1_200_000, encoding="utf-8")  # ≈ 21 MB

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.model
 
 def salon(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "indexer.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "salon.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 

@@ -41,7 +41,7 @@ ray start --head --port=$HEAD_PORT --include-dashboard=false --temp-dir="$RAY_TM
 ray start --address=127.0.0.1:$HEAD_PORT --node-manager-port=$NODE2_PORT $common \
   >"$WORK/node2.log" 2>&1 || { ray stop --force >/dev/null 2>&1; echo "node 2 failed"; exit 11; }
 cd "$ROOT"
-"$PY" -m indexer.cli index "$CORPUS" --index-dir "$WORK/cluster" --full --ray 127.0.0.1:$HEAD_PORT \
+"$PY" -m salon.cli index "$CORPUS" --index-dir "$WORK/cluster" --full --ray 127.0.0.1:$HEAD_PORT \
   >"$WORK/build.out" 2>"$WORK/build.err" &
 build=$!
 # Kill node 2's raylet mid-job, once vectors have come back from both nodes.

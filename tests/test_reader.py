@@ -387,7 +387,7 @@ def test_damaged_artifact_is_refused_and_sentences_answer(engine, tmp_path: Path
 
 def test_training_on_a_tiny_slice_lowers_the_loss() -> None:
     """The real training entry points (examples, features, train) on a few PIAF questions."""
-    from search.reader_train import featurize, load_base, load_piaf, make_examples, train
+    from training.reader_train import featurize, load_base, load_piaf, make_examples, train
     from tests.conftest import SHARED
 
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
@@ -423,7 +423,7 @@ def test_shared_normalisation_compares_a_questions_windows() -> None:
     is pushed towards no answer everywhere. Then a few real training steps with it."""
     import torch
 
-    from search.reader_train import (
+    from training.reader_train import (
         _question_batches,
         featurize,
         load_base,
@@ -487,7 +487,7 @@ def test_cloze_questions_point_at_a_span_their_window_holds(capsys: pytest.Captu
     stages end to end on a tiny slice."""
     import json
 
-    from search.reader_train import cloze_examples, main
+    from training.reader_train import cloze_examples, main
     from tests.conftest import SHARED
 
     folder = SHARED / "eval" / "orangesum"
@@ -520,7 +520,7 @@ def test_cloze_questions_point_at_a_span_their_window_holds(capsys: pytest.Captu
 def test_a_shallower_reader_ships_and_loads_at_its_depth(tmp_path: Path) -> None:
     """``--depth``: a reader kept to e5's bottom layers is saved with its depth and loads back as
     that network, reading as it did before packing (int8 deltas: logits within a little)."""
-    from search.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
+    from training.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
     from tests.conftest import SHARED
 
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
@@ -551,7 +551,7 @@ def test_the_int8_export_uses_the_smoothing_factors_the_artifact_stores(tmp_path
     import onnx
     from safetensors.torch import load_file, save_file
 
-    from search.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
+    from training.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
     from tests.conftest import SHARED
 
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
@@ -606,7 +606,7 @@ def test_distillation_pulls_the_student_towards_the_teacher() -> None:
     alone (``distil=1``) moves its own scores towards them."""
     import torch
 
-    from search.reader_train import (
+    from training.reader_train import (
         _soft_ce,
         _teacher_batch,
         add_teacher_logits,
@@ -654,7 +654,7 @@ def test_distillation_pulls_the_student_towards_the_teacher() -> None:
 def test_training_can_ship_the_mean_of_its_last_epochs() -> None:
     """``average_last``: the weights left in the net are the mean of the last epochs' weights,
     not the last epoch's nor the best one's."""
-    from search.reader_train import featurize, load_base, load_piaf, make_examples, train
+    from training.reader_train import featurize, load_base, load_piaf, make_examples, train
     from tests.conftest import SHARED
 
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
@@ -729,7 +729,7 @@ def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
 def test_self_distillation_reads_the_previous_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--self-distil``: the first epoch learns the answers alone; the second also learns the span
     scores of the first epoch's checkpoint, read back in int8 ONNX. It needs ``--checkpoints``."""
-    from search.reader_train import main
+    from training.reader_train import main
     from tests.conftest import SHARED
 
     data = str(SHARED / "eval" / "piaf-dev")
@@ -754,7 +754,7 @@ def test_training_on_calib_takes_a_confidence_fitted_without_it(
     """``--train-splits train,calib`` trains on calib articles too, scores no epoch on them, and
     refuses test; ``--calibration-from`` copies a confidence fitted on another reader's calib
     readings, saying whose, and refuses a damaged source."""
-    from search.reader_train import main
+    from training.reader_train import main
     from tests.conftest import SHARED
 
     data = str(SHARED / "eval" / "piaf-dev")

@@ -43,7 +43,7 @@ def test_modes_and_abstention(engine) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_cli_search_json(settings) -> None:  # type: ignore[no-untyped-def]
-    from indexer.cli import main
+    from salon.cli import main
 
     runner = CliRunner()
     out = runner.invoke(

@@ -1,4 +1,4 @@
-"""Train the extractive reader on PIAF: ``python -m search.reader_train ../shared/eval/piaf-dev``.
+"""Train the extractive reader on PIAF: ``python -m training.reader_train ../shared/eval/piaf-dev``.
 
 Data: PIAF dev (passages + questions, MIT), split by a fixed hash of the article title into
 train / calib / test (``split_of``): the reader is trained on train articles (``--train-splits
@@ -821,7 +821,7 @@ def main(argv: list[str] | None = None) -> None:
         "trained_on": list(train_splits),
         # the flags that shape the weights and differ from the defaults (not where files go)
         "command": " ".join(
-            ["python -m search.reader_train ../shared/eval/piaf-dev"]
+            ["python -m training.reader_train ../shared/eval/piaf-dev"]
             + [
                 f"--{k.replace('_', '-')} {v}"
                 for k, v in vars(args).items()

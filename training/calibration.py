@@ -279,7 +279,7 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(out, indent=2), encoding="utf-8")
     if args.write:
-        from search.reader_train import write_calibration
+        from training.reader_train import write_calibration
 
         if both is not None:  # the confidence search uses is fitted on every wording measured
             cal = fit_answer_confidence(*both, features=CALIBRATION_FEATURES)

@@ -286,7 +286,7 @@ def eval_cmd(
     )
     if fit_reader:
         from search.reader import ARTIFACT_DIR
-        from search.reader_train import write_calibration
+        from training.reader_train import write_calibration
 
         if "calibration" not in report.get("reader", {}):
             raise click.ClickException("the reader could not be loaded: nothing fitted (see the warning above)")

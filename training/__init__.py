@@ -1,0 +1,1 @@
+"""Training the reader: a layer above search/ (it imports search and indexer; serving never imports it)."""
