@@ -14,7 +14,9 @@ from indexer.analysis import analyze, fold
 from search.types import Answer, ArticleInfo
 
 if TYPE_CHECKING:
-    from search.engine import Engine, _Candidate
+    from indexer.model import Embedder
+    from indexer.settings import Settings
+    from search.candidates import Candidate
     from search.reader import Reader, ReadSpan, Window
     from search.store import Sentences, StoreView
 
@@ -188,17 +190,17 @@ class AnswerFinder:
     """Answers for question searches: the trained reader's span inside its sentence (default),
     or, when the reader is off or its artifact cannot be used, the best sentence alone."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+        self.settings = settings
         self.reader: Reader | None = None
         self.reader_error: str | None = None
-        if engine.settings.reader:
-            self.reader, self.reader_error = load_reader(engine)
+        if settings.reader:
+            self.reader, self.reader_error = load_reader(settings, embedder)
 
     @property
     def threshold(self) -> float:
         """The confidence under which no answer is given (the reader's is fitted with it)."""
-        s = self.engine.settings
+        s = self.settings
         if self.reader is None:
             return s.answer_threshold
         return self.reader.threshold if s.reader_threshold is None else s.reader_threshold
@@ -207,7 +209,7 @@ class AnswerFinder:
         """Load the French pipeline now rather than on the first question."""
         _nlp()
 
-    def _sentence_rows(self, cands: list[_Candidate]) -> list[tuple[int, int, Sentences, int]]:
+    def _sentence_rows(self, cands: list[Candidate]) -> list[tuple[int, int, Sentences, int]]:
         """(sentence row, candidate rank, the candidate's sentences, index among them), once each."""
         seen: set[int] = set()
         out = []
@@ -222,11 +224,11 @@ class AnswerFinder:
         return out
 
     def score_sentences(
-        self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str]
+        self, query: str, qv: np.ndarray, cands: list[Candidate], terms: list[str]
     ) -> list[tuple[float, int, int, dict[str, float]]]:
         """(confidence, sentence row, candidate rank, features) for every sentence of ``cands``.
 
-        Reads only each candidate's sentence view (``_Candidate.sentences``: texts, offsets,
+        Reads only each candidate's sentence view (``Candidate.sentences``: texts, offsets,
         vectors), whatever store it came from.
         """
         rows = self._sentence_rows(cands)
@@ -248,7 +250,7 @@ class AnswerFinder:
         return out
 
     def find(
-        self, query: str, qv: np.ndarray, cands: list[_Candidate], terms: list[str], view: StoreView
+        self, query: str, qv: np.ndarray, cands: list[Candidate], terms: list[str], view: StoreView
     ) -> list[Answer]:
         """Distinct answers, best first, one per article, none under the confidence threshold."""
         if self.reader is not None:
@@ -282,7 +284,7 @@ class AnswerFinder:
         self,
         query: str,
         qv: np.ndarray,
-        cands: list[_Candidate],
+        cands: list[Candidate],
         terms: list[str],
         view: StoreView,
         gate: bool = True,
@@ -305,7 +307,7 @@ class AnswerFinder:
         scored = self.score_sentences(query, qv, cands, terms)
         picked: list[tuple[Window, Sentences, int, int, float, dict[str, float], int, bool]] = []
         skipped: list[tuple[Window, Sentences]] = []  # by the gate
-        s = self.engine.settings
+        s = self.settings
         cal = self.reader.calibration
         bound = margin_bound(cal) if gate and s.reader_gate else None
         slots = s.reader_windows
@@ -409,7 +411,7 @@ class AnswerFinder:
         seen: list[tuple[Window, Sentences]] = []
         more = []
         for conf, row, rank, sf in scored:
-            if len(seen) >= self.engine.settings.reader_foreign_windows:
+            if len(seen) >= self.settings.reader_foreign_windows:
                 break
             sv, j = where[row]
             if _inside(seen, sv, j):
@@ -427,7 +429,7 @@ class AnswerFinder:
         return more
 
     def _read_answers(
-        self, query: str, readings: list[Reading], cands: list[_Candidate], view: StoreView
+        self, query: str, readings: list[Reading], cands: list[Candidate], view: StoreView
     ) -> list[Answer]:
         """One answer per article: the span inside the sentence(s) that hold it.
 
@@ -535,7 +537,7 @@ def span_evidence(qtype: str | None, qterms: set[str], text: str) -> dict[str, f
     return {"span_type": typ, "span_in_question": echo, "span_words": math.log1p(len(text.split()))}
 
 
-def passage_evidence(cands: list[_Candidate]) -> list[tuple[float, float]]:
+def passage_evidence(cands: list[Candidate]) -> list[tuple[float, float]]:
     """Per candidate, (its second-stage score, how far it leads the best candidate of another
     article; ``Engine._leads``): how sure retrieval is that the answer's article is this one.
     Zeros for candidates that were not rescored (dense or lexical mode, scores on other scales).
@@ -543,15 +545,15 @@ def passage_evidence(cands: list[_Candidate]) -> list[tuple[float, float]]:
     return [c.evidence or (0.0, 0.0) for c in cands]
 
 
-def load_reader(engine: Engine) -> tuple[Reader | None, str | None]:
-    """The trained reader over the engine's e5 weights, or (None, why): sentence answers then."""
+def load_reader(settings: Settings, embedder: Embedder) -> tuple[Reader | None, str | None]:
+    """The trained reader over the embedder's e5 weights, or (None, why): sentence answers then."""
     import sys
 
     from search.reader import ARTIFACT_DIR, Reader, ReaderError
 
-    s = engine.settings
+    s = settings
     try:
-        emb = engine.embedder
+        emb = embedder
         bert: Any = emb.model[0].auto_model
         onnx_dir = emb.onnx_dir if s.query_runtime != "torch" else None
         reader = Reader.load(

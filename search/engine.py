@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from indexer.corpus import normalise_date
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.answer import AnswerFinder, Reading, is_question
-from search.store import ChunkInfo, LocalStore, Sentences, Store, StoreView, Where
+from search.candidates import Candidate
+from search.store import LocalStore, Store, StoreView, Where
 from search.types import (
     Answer,
     ArticleInfo,
@@ -37,19 +37,6 @@ MODES = ("hybrid", "dense", "lexical")
 # The best passages a question's answer step reads (their sentences are scored, then windows
 # around the best of them go to the reader).
 ANSWER_PASSAGES = 5
-
-
-@dataclass
-class _Candidate:
-    row: int
-    scores: Scores
-    best_sentence: int = -1
-    features: np.ndarray | None = None
-    chunk: ChunkInfo | None = None  # filled from the store for the candidates a search keeps
-    best_span: tuple[int, int] = (0, 0)  # article offsets of the best sentence
-    sentences: Sentences | None = None
-    # rescored candidates: (second-stage score, its lead over the best candidate of another article)
-    evidence: tuple[float, float] | None = None
 
 
 # Added to every rescored candidate's second-stage score, so rescored candidates stay above
@@ -68,7 +55,7 @@ class Engine:
         self.store = store
         self.embedder = embedder
         self.settings = settings
-        self.answers = AnswerFinder(self)
+        self.answers = AnswerFinder(settings, embedder)
         embedder.query_encoder()  # export/load the fast query path now, not on the first query
 
     # -- opening ---------------------------------------------------------------------------
@@ -177,16 +164,16 @@ class Engine:
         depth: int | None = None,
         terms: list[str] | None = None,
         view: StoreView | None = None,
-    ) -> list[_Candidate]:
+    ) -> list[Candidate]:
         """Candidates ranked by the pipeline for ``mode`` (before de-duplication and paging)."""
         s = self.settings
         v = view or self.store.view()
         depth = depth or s.candidates
-        cands: dict[int, _Candidate] = {}
+        cands: dict[int, Candidate] = {}
         if qv is not None and mode != "lexical":
             rows, scores = v.dense(qv, depth, where)
             for r, (row, sc) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True), 1):
-                c = cands.setdefault(row, _Candidate(row, Scores()))
+                c = cands.setdefault(row, Candidate(row, Scores()))
                 c.scores.dense, c.scores.dense_rank = float(sc), r
                 c.scores.fused += s.dense_weight / (s.rrf_k + r)
         if terms is None:
@@ -194,7 +181,7 @@ class Engine:
         if mode != "dense":
             rows, scores = v.lexical(terms, depth, where)
             for r, (row, sc) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True), 1):
-                c = cands.setdefault(row, _Candidate(row, Scores()))
+                c = cands.setdefault(row, Candidate(row, Scores()))
                 c.scores.lexical, c.scores.lexical_rank = float(sc), r
                 c.scores.fused += s.lexical_weight / (s.rrf_k + r)
         ranked = sorted(cands.values(), key=lambda c: -c.scores.fused)
@@ -265,14 +252,14 @@ class Engine:
         return self.answers.readings(query, qv, self.answer_candidates(v, ranked), terms, v, gate=gate)
 
     # -- stages ------------------------------------------------------------------------------
-    def answer_candidates(self, v: StoreView, ranked: list[_Candidate]) -> list[_Candidate]:
+    def answer_candidates(self, v: StoreView, ranked: list[Candidate]) -> list[Candidate]:
         """The passages the answer step reads (the best ``ANSWER_PASSAGES``), their sentences loaded."""
         cands = ranked[:ANSWER_PASSAGES]
         self.load_sentences(v, cands)
         return cands
 
     @staticmethod
-    def load_sentences(v: StoreView, cands: list[_Candidate]) -> None:
+    def load_sentences(v: StoreView, cands: list[Candidate]) -> None:
         """Fetch, in one store call, the sentences of the candidates that lack them."""
         need = [c for c in cands if c.sentences is None and c.chunk is not None]
         if need:
@@ -280,7 +267,7 @@ class Engine:
             for c in need:
                 c.sentences = got[c.row]
 
-    def _best_sentence(self, c: _Candidate, qv: np.ndarray) -> np.ndarray:
+    def _best_sentence(self, c: Candidate, qv: np.ndarray) -> np.ndarray:
         """Mark the chunk's best sentence on ``c``; return all its sentences' similarities."""
         sv = c.sentences
         assert sv is not None
@@ -304,7 +291,7 @@ class Engine:
     )
 
     def features(
-        self, c: _Candidate, qv: np.ndarray, qterms: dict[str, float], lex_max: float, dense: float | None = None
+        self, c: Candidate, qv: np.ndarray, qterms: dict[str, float], lex_max: float, dense: float | None = None
     ) -> np.ndarray:
         """Second-stage features of a candidate (see FEATURES), each roughly in [0, 1]."""
         sims = np.sort(self._best_sentence(c, qv))
@@ -343,7 +330,7 @@ class Engine:
         n = max(1, v.n_chunks)
         return {t: float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for t, df in v.doc_freq(set(terms)).items()}
 
-    def _rescore(self, v: StoreView, top: list[_Candidate], qv: np.ndarray, terms: list[str]) -> None:
+    def _rescore(self, v: StoreView, top: list[Candidate], qv: np.ndarray, terms: list[str]) -> None:
         # A linear second stage over features fitted on held-out questions (bench/tune.py);
         # chunks outside the rescored depth keep their fused order below the rescored ones.
         if not top:
@@ -360,7 +347,7 @@ class Engine:
             c.scores.final = RESCORED + float(c.features @ w)
 
     @staticmethod
-    def _leads(top: list[_Candidate]) -> None:
+    def _leads(top: list[Candidate]) -> None:
         """How far each rescored candidate leads the best one of another article: the answer
         confidence's evidence that this is the article that answers. Over all rescored
         candidates, not only those read, since the top few often share one article."""
@@ -376,9 +363,9 @@ class Engine:
             c.evidence = (c.scores.final - RESCORED, lead)
 
     @staticmethod
-    def _dedupe(ranked: list[_Candidate]) -> list[_Candidate]:
+    def _dedupe(ranked: list[Candidate]) -> list[Candidate]:
         """Drop a chunk overlapping a better-ranked chunk of the same article."""
-        kept: list[_Candidate] = []
+        kept: list[Candidate] = []
         spans: dict[int, list[tuple[int, int]]] = {}
         for c in ranked:
             assert c.chunk is not None
@@ -389,7 +376,7 @@ class Engine:
             kept.append(c)
         return kept
 
-    def _result(self, v: StoreView, c: _Candidate, qterms: set[str]) -> Result:
+    def _result(self, v: StoreView, c: Candidate, qterms: set[str]) -> Result:
         assert c.chunk is not None
         art = v.article(c.chunk.article)
         st, en = c.chunk.start, c.chunk.end
