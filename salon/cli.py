@@ -1,4 +1,8 @@
-"""`salon`: rebuild the index, query it, prepare the model, evaluate, serve."""
+"""`salon`: rebuild the index, query it, prepare the model, evaluate, train the reader, serve.
+
+The one module that wires every layer: each command imports what it runs inside itself, so
+`salon --help` stays fast and a command never loads what it does not use.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,6 +20,14 @@ from indexer.settings import Settings
 def _settings(ctx: click.Context) -> Settings:
     s: Settings = ctx.obj
     return s
+
+
+def index_dir_option(help: str = "Index folder (default var/index). Env SALON_INDEX_DIR.") -> Any:
+    return click.option("--index-dir", type=click.Path(path_type=Path), help=help)
+
+
+def store_option(help: str) -> Any:
+    return click.option("--store", type=click.Choice(["local", "milvus"]), help=help + " Env SALON_STORE.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,16 +46,12 @@ def main(ctx: click.Context, model: str | None, cache_dir: Path | None) -> None:
 
 @main.command()
 @click.argument("corpus", required=False, type=click.Path(path_type=Path))
-@click.option("--index-dir", type=click.Path(path_type=Path), help="Index folder (default var/index).")
+@index_dir_option()
 @click.option("--if-missing", is_flag=True, help="Do nothing if an index already exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--full", is_flag=True, help="Re-encode every text (ignore the embedding cache).")
 @click.option("--wait", is_flag=True, help="If another build is running, wait for it instead of exiting.")
-@click.option(
-    "--store",
-    type=click.Choice(["local", "milvus"]),
-    help="milvus: also publish the build to Milvus (SALON_MILVUS_URI) and serve it from there. Env SALON_STORE.",
-)
+@store_option("milvus: also publish the build to Milvus (SALON_MILVUS_URI) and serve it from there.")
 @click.option(
     "--ray",
     "ray_address",
@@ -150,12 +159,8 @@ def open_engine(s: Settings, index_dir: Path | None):  # type: ignore[no-untyped
 @click.option("--event", help="Only articles of this event or source.")
 @click.option("--date-from", help="Only articles dated on or after (YYYY[-MM[-DD]]).")
 @click.option("--date-to", help="Only articles dated on or before.")
-@click.option("--index-dir", type=click.Path(path_type=Path))
-@click.option(
-    "--store",
-    type=click.Choice(["local", "milvus"]),
-    help="Serve from the local files or from Milvus (SALON_MILVUS_URI). Env SALON_STORE.",
-)
+@index_dir_option()
+@store_option("Search the local files or Milvus (SALON_MILVUS_URI).")
 @click.pass_context
 def search(
     ctx: click.Context,
@@ -227,11 +232,9 @@ def model(ctx: click.Context) -> None:
 )
 @click.option("--limit", type=int, help="Evaluate only the first N questions.")
 @click.option("--max-docs", type=int, help="Index at most N documents (gold documents always kept).")
-@click.option(
-    "--store",
-    type=click.Choice(["local", "milvus"]),
-    help="Search the local files, or publish the build to Milvus (a temporary milvus-lite unless "
-    "SALON_MILVUS_URI is a server) and search there. Env SALON_STORE.",
+@store_option(
+    "Search the local files, or publish the build to Milvus (a temporary milvus-lite unless "
+    "SALON_MILVUS_URI is a server) and search there."
 )
 @click.option(
     "--split",
@@ -295,10 +298,83 @@ def eval_cmd(
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 
 
+@main.command(name="train-reader")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("var/reader-model"),
+    show_default=True,
+    help="Where the new reader artifact is written; serve it with SALON_READER_DIR=OUT.",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path),
+    default=Path("var/reader-train-only"),
+    show_default=True,
+    help="The reader trained on train articles alone, whose calib readings fit the confidence; "
+    "a stage whose result is already there is not run again (delete the folder to start afresh).",
+)
+@click.option("--threads", type=int, default=2, show_default=True, help="PyTorch threads.")
+@click.option("--limit", type=click.IntRange(min=1), help="Quick check: train on the first N questions only.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Quick check: fewer epochs than the recipe's 5.")
+@click.option("--calib-limit", type=click.IntRange(min=1), help="Quick check: fit the confidence on N calib questions.")
+def train_reader(
+    dataset_dir: Path,
+    out: Path,
+    work: Path,
+    threads: int,
+    limit: int | None,
+    epochs: int | None,
+    calib_limit: int | None,
+) -> None:
+    """Train the reader on DATASET_DIR (PIAF dev: ../shared/eval/piaf-dev) as the shipped one was.
+
+    Three stages, about 2.7 h on 2 CPU cores: (1) train on the train articles alone into --work;
+    (2) fit its answer confidence on the calib articles it never saw; (3) train on train and
+    calib articles into --out, taking that confidence (cross-fitting). Test articles are never
+    read. search/reader_model/MODEL_CARD.md gives the figures.
+    """
+    from search.reader import META, ReaderError, read_meta
+    from training import calibration, reader_train
+
+    quick = [
+        *(["--limit", str(limit)] if limit else []),
+        *(["--epochs", str(epochs)] if epochs else []),
+        "--threads",
+        str(threads),
+    ]
+    data = str(dataset_dir)
+
+    def fitted(artifact: Path) -> bool:
+        try:
+            return bool(read_meta(artifact).get("calibration", {}).get("weights"))
+        except ReaderError:
+            return False
+
+    click.echo(f"[1/3] reader trained on train articles alone → {work}", err=True)
+    if (work / META).is_file():
+        click.echo("      already there: kept", err=True)
+    else:
+        reader_train.main([data, "--out", str(work), *quick])
+    click.echo(f"[2/3] its answer confidence, fitted on calib articles → {work / META}", err=True)
+    if fitted(work):
+        click.echo("      already fitted: kept", err=True)
+    else:
+        calibration.main(
+            [data, "--reader-dir", str(work), "--write", *(["--limit", str(calib_limit)] if calib_limit else [])]
+        )
+    click.echo(f"[3/3] reader trained on train and calib articles, with that confidence → {out}", err=True)
+    reader_train.main(
+        [data, "--train-splits", "train,calib", "--calibration-from", str(work), "--out", str(out), *quick]
+    )
+    click.echo(f"done: serve it with SALON_READER_DIR={out}", err=True)
+
+
 @main.command()
 @click.option("--host", help="Bind address (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 8000).")
-@click.option("--index-dir", type=click.Path(path_type=Path))
+@index_dir_option()
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, index_dir: Path | None) -> None:
     """Serve the search page and the JSON API."""

@@ -1,17 +1,14 @@
-"""Which reading features the answer confidence should be fitted on, measured: the readings of
-the calib questions (with their articles indexed, and without), then, for each feature set, a
-logistic fit on half of the calib articles and the threshold rule of ``fit_answer_confidence``,
-scored on the other half (and the halves swapped).
+"""The reader's answer confidence, fitted on the calib articles' readings and stored in its artifact.
 
-    .venv/bin/python bench/reader_calibration.py ../shared/eval/piaf-dev [--out docs/bench/reader-calibration.json]
-        [--write] [--questions FILE | --first-wording-only]
+    python -m training.calibration ../shared/eval/piaf-dev --reader-dir DIR --write
 
-``--write`` also stores the confidence fitted on all calib readings with the shipped feature
-set in the reader artifact: those of PIAF's French questions and of the 160 calib questions
-``bench/data/piaf-en-questions.jsonl`` rewords in English (``salon eval … --split calib
---fit-reader`` fits on one wording only).
-
-The test split is never read: it stays for the figures docs/quality.md reports.
+The calib questions are read as search reads them (the top windows of a hybrid search), with
+their articles indexed (``present``) and left out (``absent``), by a reader that never trained
+on them; a logistic regression over ``CALIBRATION_FEATURES`` is fitted on those readings and its
+threshold chosen by ``search.evaluate.fit_answer_confidence``. The readings of the same calib
+questions reworded in English (``REWORDED``) are fitted with them, so that a question asked in
+another language than its article's is answered too. Before writing, the fit is scored two-fold
+(fitted on one half of calib, read on the other) and printed. The test split is never read.
 """
 
 from __future__ import annotations
@@ -23,64 +20,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from indexer.settings import Settings
 from search.evaluate import Readings, evaluate, fit_answer_confidence, operating_point, top_readings
 from search.reader import ARTIFACT_DIR, CALIBRATION_FEATURES, FEATURES
 
-REWORDED = Path(__file__).resolve().parent / "data" / "piaf-en-questions.jsonl"
-SHIPPED = ("margin", "order", "sim", "cov", "type", "passage_lead")  # the passage lead round's set (French)
-SETS: dict[str, tuple[str, ...]] = {
-    "margin only": ("margin",),
-    "margin, order, sentence logit (first fit)": ("margin", "order", "sentence_logit"),
-    "margin, order, sim, cov, type": ("margin", "order", "sim", "cov", "type"),
-    "margin, sim, type": ("margin", "sim", "type"),
-    "+ passage rank, span prob, agreement": (
-        "margin",
-        "order",
-        "sentence_logit",
-        "passage_rank",
-        "span_log_prob",
-        "agreement",
-    ),
-    "+ passage score, passage lead": ("margin", "order", "sim", "cov", "type", "passage_score", "passage_lead"),
-    "+ passage lead": SHIPPED,
-    "+ passage lead, span type": (*SHIPPED, "span_type"),
-    "+ passage lead, span echoes question": (*SHIPPED, "span_in_question"),
-    "+ passage lead, span words": (*SHIPPED, "span_words"),
-    "+ passage lead, span type, echo, words": (*SHIPPED, "span_type", "span_in_question", "span_words"),
-    "all": ("margin", "order", "sentence_logit", "sim", "cov", "type", "passage_rank", "span_log_prob", "agreement"),
-}
-
-
-# Fitted on the French readings and on the same calib questions reworded in English
-# (--questions): does the confidence need to know that the question is not in the article's
-# language, and does that change how much the sentence's cosine and term coverage count?
-INTERACTIONS = ("sim", "cov", "margin")
-CROSS_SETS: dict[str, tuple[str, ...]] = {
-    "shipped, fitted on the first wording only": SHIPPED,
-    "shipped, fitted on both": SHIPPED,
-    "+ foreign": (*SHIPPED, "foreign"),
-    "+ foreign, foreign×cov": (*SHIPPED, "foreign", "foreign×cov"),
-    "+ foreign, foreign×sim": (*SHIPPED, "foreign", "foreign×sim"),
-    "+ foreign, foreign×margin": (*SHIPPED, "foreign", "foreign×margin"),
-    "+ foreign, foreign×sim, foreign×cov, foreign×margin": (
-        *SHIPPED,
-        "foreign",
-        *(f"foreign×{n}" for n in INTERACTIONS),
-    ),
-}
-
-
-def with_interactions(readings: Readings) -> None:
-    """Adds the products of ``foreign`` with the ``INTERACTIONS`` features to every reading."""
-    for q in readings:
-        for f, _, _ in q:
-            for n in INTERACTIONS:
-                f[f"foreign×{n}"] = f["foreign"] * f[n]
+# PIAF calib questions reworded in English (bench/data/README.md says how they were made).
+REWORDED = Path(__file__).resolve().parent.parent / "bench" / "data" / "piaf-en-questions.jsonl"
 
 
 def at(cal: dict[str, Any], present: Readings, absent: Readings) -> dict[str, float]:
@@ -106,10 +51,13 @@ def at(cal: dict[str, Any], present: Readings, absent: Readings) -> dict[str, fl
     }
 
 
-def load_readings(dataset: Path, st: Settings, questions: Path | None, path: Path | None = None) -> dict[str, Readings]:
+def load_readings(
+    dataset: Path, st: Settings, questions: Path | None, path: Path | None = None, limit: int | None = None
+) -> dict[str, Readings]:
     """The calib questions' readings (``questions``: in that file's wording), read as search
     reads them, with their articles indexed (``present``) and without (``absent``); cached in
-    ``path`` (default: one file per reader, runtime, windows and wording)."""
+    ``path`` (default: one file per reader, runtime, windows and wording); ``limit``: the first
+    calib questions only (a quick check)."""
     if path is None:  # readings depend on the weights, the runtime and the windows read
         from search.reader import read_meta
 
@@ -119,7 +67,8 @@ def load_readings(dataset: Path, st: Settings, questions: Path | None, path: Pat
         asked = f"-{questions.stem}" if questions else ""
         if questions and st.reader_foreign_windows:  # English questions read more windows when unsure
             asked += f"-fw{st.reader_foreign_windows}"
-        path = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w{per}{asked}.json")
+        first = f"-first{limit}" if limit else ""
+        path = Path(f"var/reader-readings-calib-{sha}-{run}-{st.reader_windows}w{per}{asked}{first}.json")
     r = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     if r is not None and any(set(FEATURES) - set(f) for q in r["present"] for f, _, _ in q):
         print(f"{path} predates features now read: reading again", file=sys.stderr)
@@ -131,6 +80,7 @@ def load_readings(dataset: Path, st: Settings, questions: Path | None, path: Pat
             ["hybrid"],
             progress=True,
             split="calib",
+            limit=limit,
             fit_reader=True,
             keep_readings=True,
             questions=questions,
@@ -141,154 +91,96 @@ def load_readings(dataset: Path, st: Settings, questions: Path | None, path: Pat
     return r
 
 
-def calib_qids(dataset: Path, questions: Path | None) -> list[str]:
+def calib_qids(dataset: Path, questions: Path | None, limit: int | None = None) -> list[str]:
     """The qids of the questions ``load_readings`` read, in its order."""
     from search.answer import is_question
     from search.evaluate import load_dataset
 
-    ds = load_dataset(dataset, split="calib", questions=questions)
+    ds = load_dataset(dataset, split="calib", questions=questions, limit=limit)
     return [q.qid for q in ds.questions if q.answers and is_question(q.text)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("dataset", type=Path)
-    ap.add_argument("--readings", type=Path, help="cache of readings (default: one per reader, runtime and windows)")
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--write", action="store_true", help="store the full-calib fit in the reader artifact")
-    ap.add_argument(
-        "--questions",
-        type=Path,
-        default=REWORDED,
-        help="also the calib questions this file rewords (salon eval --questions): the confidence is fitted on "
-        "both sets of readings, and its held-out figures are given for each (default: the English rewording "
-        "in bench/data, with which the shipped confidence was fitted)",
-    )
-    ap.add_argument("--first-wording-only", action="store_true", help="fit on the dataset's own questions alone")
-    args = ap.parse_args()
-    if args.first_wording_only:
-        args.questions = None
-    st = Settings()
-    artifact = st.reader_dir or ARTIFACT_DIR
-    r = load_readings(args.dataset, st, None, args.readings)
+def two_fold(pairs: list[tuple[Readings, Readings, list[int]]]) -> dict[str, float]:
+    """The confidence fitted on one half of calib and read on the other, both ways, averaged;
+    ``pairs``: (present, absent, fold of each question) per wording, all fitted together."""
+    figures = []
+    for k in (0, 1):
+
+        def part(rs: Readings, fl: list[int], same: bool, k: int = k) -> Readings:
+            return [q for q, f in zip(rs, fl, strict=True) if (f == k) == same]
+
+        fit_p = [q for p, _, fl in pairs for q in part(p, fl, True)]
+        fit_a = [q for _, a, fl in pairs for q in part(a, fl, True)]  # one absent reading per question
+        cal = fit_answer_confidence(fit_p, fit_a, features=CALIBRATION_FEATURES)
+        p, a, fl = pairs[0]  # read on the dataset's own wording
+        figures.append(at(cal, part(p, fl, False), part(a, fl, False)))
+    return {key: sum(f[key] for f in figures) / 2 for key in figures[0]}
+
+
+def fit(
+    dataset: Path, st: Settings, questions: Path | None = REWORDED, limit: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The confidence fitted on all calib readings (and those of ``questions``' wording), and
+    its two-fold figures on the dataset's own wording; ``limit``: the first calib questions only."""
+    r = load_readings(dataset, st, None, limit=limit)
     present, absent = r["present"], r["absent"]
     # Two folds by question position hash (questions of one article share neighbours in the
     # file, so a hash of the index keeps folds mixed without needing titles here).
     fold = [hashlib.sha1(str(i).encode()).digest()[0] % 2 for i in range(len(present))]
-    out: dict[str, Any] = {"questions": len(present), "sets": {}}
-    # What no confidence can exceed: the share of questions one of whose windows read holds the answer.
-    out["window_holds_answer"] = {
-        "any": sum(any(ok for _, ok, _ in q) for q in present) / max(1, len(present)),
-        "first": sum(any(ok for f, ok, _ in q if f["order"] == 0) for q in present) / max(1, len(present)),
-    }
-    print(f"calib readings: {len(present)} questions with their article, {len(absent)} without")
-    print(
-        f"a window read holds the answer for {out['window_holds_answer']['any']:.3f} of them "
-        f"(the first window: {out['window_holds_answer']['first']:.3f})\n"
-    )
-    print(
-        "| features | answered | precision | abstains without the article | threshold (all calib) "
-        "| answered at precision 0.85 | precision at 60 % answered |"
-    )
-    print("|---|---|---|---|---|---|---|")
-
-    def two_fold(feats: tuple[str, ...], rule: str = "expected") -> list[tuple[dict[str, Any], dict[str, float]]]:
-        """Fitted on each half of calib, (the fit, its figures on the other half)."""
-        out = []
-        for k in (0, 1):
-
-            def part(rs: Readings, same: bool, k: int = k) -> Readings:
-                return [q for q, f in zip(rs, fold, strict=True) if (f == k) == same]
-
-            cal = fit_answer_confidence(part(present, True), part(absent, True), features=feats, rule=rule)
-            out.append((cal, at(cal, part(present, False), part(absent, False))))
-        return out
-
-    whole_fits: dict[tuple[str, ...], dict[str, Any]] = {}
-    for name, feats in SETS.items():
-        folds = two_fold(feats)
-        agg = {key: sum(m[key] for _, m in folds) / 2 for key in folds[0][1]}
-        whole = whole_fits[feats] = fit_answer_confidence(present, absent, features=feats)
-        out["sets"][name] = {"features": feats, "cross_validated": agg, "threshold": whole["threshold"]}
-        print(
-            f"| {name} | {agg['answered']:.3f} | {agg['precision']:.3f} | {agg['abstains']:.3f} | "
-            f"{whole['threshold']:.2f} | {agg['answered_at_p85']:.3f} | {agg['precision_at_60']:.3f} |"
-        )
-    # The threshold rule, cross-validated the same way on the shipped features: a rule whose
-    # threshold jumps from one half of calib to the other is choosing on noise.
-    print("\n| threshold rule | threshold per fold | held-out answered | held-out precision |")
-    print("|---|---|---|---|")
-    out["threshold_rules"] = {}
-    for rule in ("counted", "expected"):
-        got = [(cal["threshold"], m["answered"], m["precision"]) for cal, m in two_fold(CALIBRATION_FEATURES, rule)]
-        out["threshold_rules"][rule] = [{"threshold": t, "answered": a, "precision": p} for t, a, p in got]
-        print(
-            f"| {rule} | {' / '.join(f'{t:.2f}' for t, _, _ in got)} | {np.mean([a for _, a, _ in got]):.3f} "
-            f"| {np.mean([p for _, _, p in got]):.3f} |"
-        )
-    both: tuple[Readings, Readings] | None = None
-    if args.questions:
-        other = load_readings(args.dataset, st, args.questions)
+    pairs = [(present, absent, fold)]
+    if questions and not limit:  # the first N reworded questions need not reword the first N
+        other = load_readings(dataset, st, questions, limit=limit)
         # a reworded question falls in the fold of the question it rewords: same article, same answer
-        place = {q: i for i, q in enumerate(calib_qids(args.dataset, None))}
-        ofold = [fold[place[q]] for q in calib_qids(args.dataset, args.questions)]
-        for rs in (present, absent, other["present"], other["absent"]):
-            with_interactions(rs)
-        both = present + other["present"], absent + other["absent"]
-        print(f"\n{len(other['present'])} of these questions reworded ({args.questions.name}), fitted with the others")
-        print(
-            "| features | answered | precision | abstains | reworded: answered | precision | abstains "
-            "| threshold (all calib) |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
-        out["reworded"] = {"questions": len(other["present"]), "file": args.questions.name, "sets": {}}
-        for name, feats in CROSS_SETS.items():
-            only_first = name == "shipped, fitted on the first wording only"
-            figs = []
-            for k in (0, 1):
+        place = {q: i for i, q in enumerate(calib_qids(dataset, None, limit))}
+        reworded = calib_qids(dataset, questions, limit)
+        pairs.append((other["present"], other["absent"], [fold[place[q]] for q in reworded]))
+    cal = fit_answer_confidence(
+        [q for p, _, _ in pairs for q in p], [q for _, a, _ in pairs for q in a], features=CALIBRATION_FEATURES
+    )
+    report = {
+        "questions": {("reworded" if i else "first"): len(p) for i, (p, _, _) in enumerate(pairs)},
+        "features": list(CALIBRATION_FEATURES),
+        "threshold": cal["threshold"],
+        "held_out": two_fold(pairs),
+    }
+    return cal, report
 
-                def part(rs: Readings, fl: list[int], same: bool, k: int = k) -> Readings:
-                    return [q for q, f in zip(rs, fl, strict=True) if (f == k) == same]
 
-                fit_p, fit_a = part(present, fold, True), part(absent, fold, True)
-                if not only_first:
-                    fit_p, fit_a = (
-                        fit_p + part(other["present"], ofold, True),
-                        fit_a + part(other["absent"], ofold, True),
-                    )
-                cal = fit_answer_confidence(fit_p, fit_a, features=feats)
-                figs.append(
-                    (
-                        at(cal, part(present, fold, False), part(absent, fold, False)),
-                        at(cal, part(other["present"], ofold, False), part(other["absent"], ofold, False)),
-                    )
-                )
-            whole = fit_answer_confidence(*(((present, absent)) if only_first else both), features=feats)
-            fr = {key: sum(f[0][key] for f in figs) / 2 for key in figs[0][0]}
-            en = {key: sum(f[1][key] for f in figs) / 2 for key in figs[0][1]}
-            out["reworded"]["sets"][name] = {
-                "features": feats,
-                "first": fr,
-                "reworded": en,
-                "threshold": whole["threshold"],
-            }
-            print(
-                f"| {name} | {fr['answered']:.3f} | {fr['precision']:.3f} | {fr['abstains']:.3f} | "
-                f"{en['answered']:.3f} | {en['precision']:.3f} | {en['abstains']:.3f} | {whole['threshold']:.2f} |"
-            )
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Fit the reader's answer confidence on PIAF's calib articles.")
+    ap.add_argument("dataset", type=Path, help="PIAF-like folder, e.g. ../shared/eval/piaf-dev")
+    ap.add_argument("--reader-dir", type=Path, help="the reader artifact to fit (default: SALON_READER_DIR or shipped)")
+    ap.add_argument("--write", action="store_true", help="store the fitted confidence in the reader artifact")
+    ap.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    ap.add_argument(
+        "--questions",
+        type=Path,
+        default=REWORDED,
+        help="the calib questions this JSON-lines file rewords are fitted with the others (default: the English "
+        "rewording with which the shipped confidence was fitted)",
+    )
+    ap.add_argument("--first-wording-only", action="store_true", help="fit on the dataset's own questions alone")
+    ap.add_argument("--limit", type=int, help="the first N calib questions only (a quick check, not the recipe)")
+    args = ap.parse_args(argv)
+    st = Settings()
+    if args.reader_dir:
+        st = st.model_copy(update={"reader_dir": args.reader_dir})
+    artifact = st.reader_dir or ARTIFACT_DIR
+    cal, report = fit(args.dataset, st, None if args.first_wording_only else args.questions, args.limit)
+    held = report["held_out"]
+    print("| questions | features | threshold | held-out answered | precision | abstains without the article |")
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| {', '.join(f'{k} {v}' for k, v in report['questions'].items())} | {', '.join(report['features'])} "
+        f"| {report['threshold']:.2f} | {held['answered']:.3f} | {held['precision']:.3f} | {held['abstains']:.3f} |"
+    )
     if args.out:
-        args.out.write_text(json.dumps(out, indent=2), encoding="utf-8")
+        args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
     if args.write:
         from training.reader_train import write_calibration
 
-        if both is not None:  # the confidence search uses is fitted on every wording measured
-            cal = fit_answer_confidence(*both, features=CALIBRATION_FEATURES)
-        else:
-            cal = whole_fits.get(CALIBRATION_FEATURES) or fit_answer_confidence(
-                present, absent, features=CALIBRATION_FEATURES
-            )
         where = write_calibration(cal, "calib", artifact)
-        print(f"\nwrote the confidence ({', '.join(CALIBRATION_FEATURES)}; threshold {cal['threshold']}) to {where}")
+        print(f"wrote the confidence (threshold {cal['threshold']}) to {where}", file=sys.stderr)
 
 
 if __name__ == "__main__":
