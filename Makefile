@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-v2
 # Ray and Milvus (issue #11) are an extra the tests install; `make run` never needs them.
 SCALE_STAMP := $(VENV)/.installed-scale-v1
 
-.PHONY: run test setup scale model index lint bench-deps bench-quality bench-build bench-load bench-encode bench-scale bench-ann bench-txtai bench-milvus bench-ray plots chromium clean
+.PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-build bench-load bench-encode bench-scale bench-ann bench-txtai bench-milvus bench-ray plots chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+
+# docs/configuration.md is generated from the settings object (tests/test_docs.py checks it).
+docs: setup
+	$(VENV)/bin/cog -r docs/configuration.md
 
 test: setup scale chromium lint
 	$(SALON) model >/dev/null
