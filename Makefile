@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-v2
 # Ray and Milvus (issue #11) are an extra the tests install; `make run` never needs them.
 SCALE_STAMP := $(VENV)/.installed-scale-v1
 
-.PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-build bench-load bench-encode bench-scale bench-ann bench-txtai bench-milvus bench-ray plots chromium clean
+.PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-txtai bench-reader bench-build bench-load bench-encode bench-scale bench-ann bench-milvus bench-ray plots chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,43 +57,66 @@ test: setup scale chromium lint
 	$(SALON) model >/dev/null
 	$(VENV)/bin/pytest -q -ra
 
-# Benchmarks print tables; they need ../shared/eval (see docs/quality.md, docs/performance.md).
+# Benchmarks: each prints its table and writes its JSON into docs/bench/ (the figures
+# docs/quality.md, docs/performance.md, docs/scale-out.md and docs/reliability.md cite). They need
+# ../shared/eval beside the checkout; most take minutes to hours on 2 cores.
+
+# The bench extra: txtai (the reference system) and matplotlib (plots).
 bench-deps: setup
 	$(PY) -m pip install -q -e '.[dev,bench]'
 
+# Retrieval and answers against BM25 alone, dense alone and txtai: PIAF dev (cache off, so build
+# times compare with txtai's) and an OrangeSum subset of 2,400 articles.
 bench-quality: bench-deps
-	$(PY) bench/quality.py ../shared/eval/piaf-dev
-	$(PY) bench/quality.py ../shared/eval/orangesum --max-docs 2400
+	$(PY) bench/quality.py ../shared/eval/piaf-dev --no-cache --out docs/bench/retrieval-piaf.json
+	$(PY) bench/quality.py ../shared/eval/orangesum --max-docs 2400 --out docs/bench/retrieval-orangesum.json
 
+# The PIAF half of bench-quality alone: Salon beside txtai on the same passages and questions.
+bench-txtai: bench-deps
+	$(PY) bench/quality.py ../shared/eval/piaf-dev --no-cache --out docs/bench/retrieval-piaf.json
+
+# The reader's cost and worth per configuration (runtime, windows, gate): 400 PIAF test questions.
+bench-reader: setup
+	$(PY) bench/reader.py ../shared/eval/piaf-dev --limit 400 --out docs/bench/reader-configurations.json
+
+# Index build of PIAF dev with the embedding cache off: time, tokens/s, peak memory.
 bench-build: setup
-	$(PY) bench/build.py ../shared/eval/piaf-dev
+	$(PY) bench/build.py ../shared/eval/piaf-dev --json docs/bench/build-piaf.json
 
+# HTTP load on `salon serve` at 1, 4 and 16 clients, with a rebuild and hot reload mid-run.
 bench-load: setup
-	$(PY) bench/load.py --requests 10000 --concurrency 1,4,16 --reload-mid
+	$(PY) bench/load.py --requests 10000 --concurrency 1,4,16 --reload-mid --json docs/bench/http-load.json
 
-# Performance at scale (docs/performance.md). bench-scale embeds all 282,996 OrangeSum
-# paragraphs on its first run (about 1.5 h on 2 cores with bf16; cached afterwards).
+# Embedding throughput against the machine's matmul ceiling, and single-query encoding per runtime.
 bench-encode: setup
-	$(PY) bench/encode.py ../shared/eval/orangesum
+	$(PY) bench/encode.py ../shared/eval/orangesum --json docs/bench/encoding-throughput.json
 
+# Search latency against corpus size (1k, 20k, all 282,996 OrangeSum paragraphs), then question
+# latency at 283k with PIAF's articles indexed beside them. The first run embeds every OrangeSum
+# chunk into the embedding cache (hours on 2 cores; cached afterwards); sentence vectors missing
+# from the cache at full size are random stand-ins (latency only, reported).
 bench-scale: setup
-	$(PY) bench/scale.py ../shared/eval/orangesum --sizes 1000,20000,all --json docs/bench/scale.json
+	$(PY) bench/scale.py ../shared/eval/orangesum --sizes 1000,20000,all --cached-only all --json docs/bench/search-latency-vs-size.json
+	$(PY) bench/scale.py ../shared/eval/orangesum --sizes all --cached-only all --with-piaf --no-recall --no-http --json docs/bench/question-latency-283k.json
 
+# Exact against approximate dense search, on the 283k index bench-scale built and on 1M vectors.
 bench-ann: setup
-	$(PY) bench/ann.py --real var/bench/scale-all --json docs/bench/ann-283k-full.json
+	$(PY) bench/ann.py --real var/bench/scale-all --json docs/bench/ann-283k.json
 	$(PY) bench/ann.py --synthetic 1000000 --like var/bench/scale-all --quick --json docs/bench/ann-1m.json
 
-bench-txtai: bench-deps
-	$(PY) bench/quality.py ../shared/eval/piaf-dev --no-cache
-
-# Scale-out figures (docs/scale-out.md); bench-ray starts a two-node Ray cluster inside a network
-# namespace of its own (root needed).
+# The Milvus store (milvus-lite) against the local store: PIAF figures through each, then search
+# latency at 20k OrangeSum paragraphs.
 bench-milvus: scale
-	$(PY) bench/milvus_store.py ../shared/eval/orangesum --size 20000 --cached-only --json docs/bench/milvus-20k.json
+	$(SALON) eval ../shared/eval/piaf-dev --mode hybrid --store local --json > docs/bench/store-local-piaf.json
+	$(SALON) eval ../shared/eval/piaf-dev --mode hybrid --store milvus --json > docs/bench/store-milvus-piaf.json
+	$(PY) bench/milvus_store.py ../shared/eval/orangesum --size 20000 --cached-only --json docs/bench/milvus-latency-20k.json
 
+# A build on a two-node Ray cluster against the same build in process; the cluster runs in a
+# network namespace of its own (root needed).
 bench-ray: scale
-	$(PY) bench/ray_build.py ../shared/eval/piaf-dev --passages 400 --json docs/bench/ray-build.json
+	$(PY) bench/ray_build.py ../shared/eval/piaf-dev --passages 400 --json docs/bench/ray-build-piaf-400.json
 
+# docs/latency-vs-size.png and docs/ann-recall-latency.png from bench-scale's and bench-ann's JSON.
 plots: bench-deps
 	$(PY) bench/plots.py
 

@@ -1,7 +1,8 @@
 """Exact versus approximate dense search: recall@10, latency, memory and build time per index.
 
-    .venv/bin/python bench/ann.py --synthetic 1000000
-    .venv/bin/python bench/ann.py --real var/bench/scale-all      # after bench/scale.py built it
+    .venv/bin/python bench/ann.py --real var/bench/scale-all --json docs/bench/ann-283k.json  # after bench/scale.py
+    .venv/bin/python bench/ann.py --synthetic 1000000 --like var/bench/scale-all --quick --json docs/bench/ann-1m.json
+    .venv/bin/python bench/ann.py --synthetic 1000000   # a Gaussian mixture, no index needed
 
 --synthetic N: N unit vectors of dimension 384 drawn from a mixture of 10,000 Gaussian clusters
 (cosine to their centre ≈ 0.7, like e5 passages, which all sit in a narrow cone), and 500
@@ -10,7 +11,7 @@ OrangeSum headlines encoded as queries. Ground truth is exact inner-product sear
 
 For each index (flat, flat fp16, HNSW M=16/32 at several efSearch, IVF flat/SQ8/PQ at several
 nprobe) it prints build seconds, bytes per vector, single-query p50/p95 and recall@10 against
-exact search. ``--json`` writes the rows for bench/plots.py.
+exact search. ``--json`` writes the rows for bench/plots.py (``make bench-ann`` runs the first two).
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from load import rss_mib
+from report import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from load import rss_mib  # noqa: E402  (bench/ is on sys.path when a bench script runs)
 
 
 def synthetic(n: int, nq: int, dim: int = 384, clusters: int = 10_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -209,9 +209,7 @@ def main() -> None:
             f"| {r['index']} | {r['knob']} | {r['recall10']:.3f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
             f"{r['bytes_per_vector']:.0f} | {r['build_s']} |"
         )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"label": label, "n": n, "rows": rows}, indent=1))
+    write_json(args.json, {"label": label, "n": n, "rows": rows})
 
 
 if __name__ == "__main__":

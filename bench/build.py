@@ -1,21 +1,21 @@
 """Index build throughput and peak memory, with the embedding cache off (every text encoded).
 
-    .venv/bin/python bench/build.py ../shared/eval/piaf-dev
+    .venv/bin/python bench/build.py ../shared/eval/piaf-dev --json docs/bench/build-piaf.json
 
-Prints chunks/s and tokens/s of the embedding stage (chunks and sentences both), the whole
-build time and the peak resident memory of the process.
+Prints the whole build time, the embedding stage's time, tokens and tokens/s (chunks; sentence
+vectors are pooled from the chunks' pass), and the peak resident memory of the process
+(``make bench-build``).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from report import table, write_json
 
 from indexer.build import build_index
 from indexer.corpus import CorpusReport
@@ -25,31 +25,36 @@ from search.evaluate import load_dataset
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--max-docs", type=int)
+    ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     settings = Settings()
     ds = load_dataset(args.dataset, max_docs=args.max_docs)
     embedder = Embedder.from_settings(settings, use_cache=False)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = build_index(CorpusReport(ds.articles), Path(tmp), embedder, settings)
-        total = time.perf_counter() - t0
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
     m = res.manifest.counts
-    texts = m["chunks"] + m["sentences"]
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{ds.name}: {m['articles']} articles → {m['chunks']} chunks + {m['sentences']} sentences")
-    print(
-        f"embedding stage: {res.embed_seconds:.1f} s for {m['encoded_texts']} of {texts} texts, "
-        f"{res.embed_tokens} tokens (prompts and special tokens included)"
-    )
-    print(
-        f"  texts/s: {m['encoded_texts'] / res.embed_seconds:.1f} "
-        f"(chunks/s counting only the {m['chunks']} chunks: {m['chunks'] / res.embed_seconds:.1f})"
-    )
-    print(f"  tokens/s: {res.embed_tokens / res.embed_seconds:.0f}")
-    print(f"whole build: {total:.1f} s; peak RSS {peak_mib:.0f} MiB")
+    row = {
+        "dataset": ds.name,
+        "articles": m["articles"],
+        "chunks": m["chunks"],
+        "sentences": m["sentences"],
+        "encoded_texts": m["encoded_texts"],
+        "build_s": round(total, 1),
+        "build_cpu_s": round(cpu, 1),
+        "embed_s": round(res.embed_seconds, 1),
+        "embed_tokens": res.embed_tokens,
+        "tokens_per_s": round(res.embed_tokens / res.embed_seconds) if res.embed_seconds else None,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    print(f"\n{ds.name}: {m['articles']} articles → {m['chunks']} chunks + {m['sentences']} sentences, cache off")
+    cols = ["build_s", "build_cpu_s", "embed_s", "embed_tokens", "tokens_per_s", "peak_rss_mib"]
+    print(table(cols, [[row[c] for c in cols]]))
+    write_json(args.json, row)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Embedding throughput against this machine's own ceiling, and single-query encoding latency.
 
-    .venv/bin/python bench/encode.py ../shared/eval/orangesum
+    .venv/bin/python bench/encode.py ../shared/eval/orangesum --json docs/bench/encoding-throughput.json
 
 1. Ceiling: an fp32 (and bf16) matmul microbenchmark → GFLOP/s, divided by the model's FLOPs
    per token (12 layers × (4·d² + 2·d·ff) multiply-adds + attention at the sample's mean length).
@@ -9,6 +9,8 @@
    marked ◀ is what `salon index` uses (Embedder.encode, embedding cache off).
 3. One short query: p50/p95 of each path (tokenizer alone, SentenceTransformer.encode,
    PyTorch fp32/bf16, ONNX Runtime with 1 and 2 threads); the ◀ line is what the engine uses.
+
+``make bench-encode`` runs it.
 """
 
 from __future__ import annotations
@@ -17,18 +19,15 @@ import argparse
 import gzip
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from report import pct, write_json
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from indexer.model import Embedder, OnnxQueryEncoder, native_bf16  # noqa: E402
-from indexer.settings import Settings  # noqa: E402
+from indexer.model import Embedder, OnnxQueryEncoder, native_bf16
+from indexer.settings import Settings
 
 
 def best_gflops(matmul: Callable[[], object], n: int, reps: int = 10) -> float:
@@ -96,6 +95,7 @@ def main() -> None:
     ap.add_argument("dataset", type=Path, help="../shared/eval/orangesum (paragraphs.jsonl.gz, headlines)")
     ap.add_argument("--texts", type=int, default=1024)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     import torch
 
@@ -207,7 +207,28 @@ def main() -> None:
     print("| path | p50 ms | p95 ms |")
     print("|---|---|---|")
     for name, lat in qrows:
-        print(f"| {name} | {np.percentile(lat, 50):.2f} | {np.percentile(lat, 95):.2f} |")
+        print(f"| {name} | {pct(lat, 50):.2f} | {pct(lat, 95):.2f} |")
+    write_json(
+        args.json,
+        {
+            "cores": os.cpu_count(),
+            "native_bf16": native_bf16(),
+            "matmul_gflops": {"torch_fp32": t32, "numpy_fp32": n32, "onnxruntime_fp32": o32, "torch_bf16": g16},
+            "ceiling_tokens_per_s": {"fp32": ceil32, "bf16": ceil16},
+            "batch": {
+                "texts": len(texts),
+                "tokens": tokens,
+                "rows": [
+                    {"how": name, "tokens_per_s": tokens / sec, "texts_per_s": len(texts) / sec} for name, sec in rows
+                ],
+            },
+            "query": {
+                "queries": len(qs),
+                "mean_tokens": float(qlen),
+                "rows": [{"path": name, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95)} for name, lat in qrows],
+            },
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Load test of `salon serve` from a second process, loopback only, bounded in count and time.
 
-    .venv/bin/python bench/load.py --requests 10000 --concurrency 1,4,16 --reload-mid
+    .venv/bin/python bench/load.py --requests 10000 --concurrency 1,4,16 --reload-mid --json docs/bench/http-load.json
 
 Starts `salon serve` on 127.0.0.1 over a fresh index of corpus/, sends mixed queries (questions,
 keywords, English, filters, and some invalid ones that must get a 4xx), and prints requests/s,
 p50/p95/p99, the count of failures (5xx or connection errors) and the server's memory per
 concurrency level. With --reload-mid, a rebuild + POST /admin/reload happens in the middle of
-the last level; the run checks that results switched to the new generation.
+the last level; the run checks that results switched to the new generation (``make bench-load``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import numpy as np
+from report import pct, table, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES: list[dict[str, str]] = [
@@ -211,19 +211,30 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--reload-mid", action="store_true")
     ap.add_argument("--max-seconds", type=float, default=1200)
+    ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     levels, info = run(args.requests, [int(x) for x in args.concurrency.split(",")], args.reload_mid, args.max_seconds)
-    print("| clients | requests | req/s | p50 ms | p95 ms | p99 ms | failures | statuses | server RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for lv in levels:
-        lat = np.array(lv.latencies)
-        print(
-            f"| {lv.concurrency} | {len(lat)} | {len(lat) / lv.seconds:.1f} | {np.percentile(lat, 50):.1f} | "
-            f"{np.percentile(lat, 95):.1f} | {np.percentile(lat, 99):.1f} | {lv.failures} | "
-            f"{dict(sorted(lv.statuses.items()))} | {lv.rss_mib:.0f} |"
+    rows = [
+        {
+            "clients": lv.concurrency,
+            "requests": len(lv.latencies),
+            "req_per_s": round(len(lv.latencies) / lv.seconds, 1),
+            **{f"p{p}_ms": round(pct(lv.latencies, p), 1) for p in (50, 95, 99)},
+            "failures": lv.failures,
+            "statuses": dict(sorted(lv.statuses.items())),
+            "server_rss_mib": round(lv.rss_mib),
+        }
+        for lv in levels
+    ]
+    print(
+        table(
+            ["clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "failures", "statuses", "server RSS MiB"],
+            [list(r.values()) for r in rows],
         )
+    )
     if info:
         print(f"\nreload in the middle of the last level: {info}")
+    write_json(args.json, {"levels": rows, "reload": info})
 
 
 if __name__ == "__main__":

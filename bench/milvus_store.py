@@ -1,6 +1,7 @@
 """Search latency of the Milvus store (embedded milvus-lite) against the local store, same index.
 
-    .venv/bin/python bench/milvus_store.py ../shared/eval/orangesum --size 20000 --json docs/bench/milvus-20k.json
+    .venv/bin/python bench/milvus_store.py ../shared/eval/orangesum --size 20000 --cached-only \
+        --json docs/bench/milvus-latency-20k.json
 
 The OrangeSum subset and its local generation come from bench/scale.py (``var/bench/scale-<size>``,
 built once; ``--cached-only`` gives texts missing from the embedding cache random unit vectors,
@@ -8,31 +9,29 @@ reported: latency does not depend on the values). The generation is published to
 milvus-lite under ``var/bench/``, then the same queries (OrangeSum headlines and PIAF questions,
 interleaved) run through ``Engine.search`` on each store, alternating query by query so both see
 the same machine load. Printed: publish time, p50/p95/p99 of the whole search and of the dense and
-lexical retrieval alone, and the share of queries whose top-10 is identical on both stores.
+lexical retrieval alone, and the share of queries whose top-10 is identical on both stores
+(``make bench-milvus``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from report import p50_95_99, table, write_json
+from scale import ROOT, ensure_index, queries, subset
 
-from scale import ensure_index, pct, queries, subset  # noqa: E402
-
-from indexer.analysis import analyze  # noqa: E402
-from indexer.milvus import publish  # noqa: E402
-from indexer.model import Embedder  # noqa: E402
-from indexer.settings import Settings  # noqa: E402
-from search.engine import Engine  # noqa: E402
-from search.evaluate import load_dataset  # noqa: E402
+from indexer import layout
+from indexer.analysis import analyze
+from indexer.milvus import publish
+from indexer.model import Embedder
+from indexer.settings import Settings
+from search.engine import Engine
+from search.evaluate import load_dataset
 
 
 def timed(engine: Engine, q: str, qv: Any) -> tuple[float, float, float, list[tuple[str, int]]]:
@@ -66,8 +65,6 @@ def main() -> None:
     db = ROOT / "var" / "bench" / f"milvus-{label}.db"
     shutil.rmtree(db, ignore_errors=True)
     ms = settings.model_copy(update={"store": "milvus", "milvus_uri": str(db)})
-    from indexer import layout
-
     gen = layout.current_generation(where)
     pub = publish(gen, ms)
     print(f"published {pub.counts} in {pub.seconds:.1f} s", file=sys.stderr)
@@ -99,13 +96,24 @@ def main() -> None:
         "queries": len(qs),
         "same_top10": same / len(qs),
     }
+    stages = ("search", "dense", "lexical")
     for name, xs in lat.items():
-        for i, stage in enumerate(("search", "dense", "lexical")):
-            row[f"{name}_{stage}_ms"] = [round(pct([x[i] for x in xs], p), 1) for p in (50, 95, 99)]
-    print(json.dumps(row, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(row, indent=2) + "\n", encoding="utf-8")
+        for i, stage in enumerate(stages):
+            row[f"{name}_{stage}_ms"] = p50_95_99([x[i] for x in xs])
+    print(
+        f"\n{row['paragraphs']:,} OrangeSum paragraphs ({row['chunks']:,} chunks, {row['sentences']:,} sentences), "
+        f"{row['queries']} queries, ms p50 / p95 / p99; published to milvus-lite in {row['publish_seconds']} s"
+    )
+    if row["random_vectors"]:
+        print(f"passage vectors: {row['random_vectors']} (--cached-only: latency only)")
+    print(
+        table(
+            ["store", *stages],
+            [[name] + [" / ".join(map(str, row[f"{name}_{s}_ms"])) for s in stages] for name in engines],
+        )
+    )
+    print(f"queries with the same top 10 on both stores: {row['same_top10']:.3f}")
+    write_json(args.json, row)
 
 
 if __name__ == "__main__":

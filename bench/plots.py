@@ -1,11 +1,11 @@
 """PNG plots for docs/performance.md from the JSON the benchmarks write.
 
-    .venv/bin/python bench/plots.py            # reads docs/bench/*.json, writes docs/*.png
+    .venv/bin/python bench/plots.py            # make plots
 
 - docs/latency-vs-size.png: search p50/p95 (in process and over HTTP) against corpus size,
-  from bench/scale.py --json docs/bench/scale.json
+  from docs/bench/search-latency-vs-size.json (make bench-scale)
 - docs/ann-recall-latency.png: recall@10 against single-query latency for each index type,
-  one panel per bench/ann.py --json docs/bench/ann-*.json
+  one panel per docs/bench/ann-283k.json and docs/bench/ann-1m.json (make bench-ann)
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+LATENCY = DOCS / "bench" / "search-latency-vs-size.json"
+ANN = [DOCS / "bench" / "ann-283k.json", DOCS / "bench" / "ann-1m.json"]
 
 
 def latency_vs_size(data: dict) -> None:  # type: ignore[type-arg]
@@ -50,7 +52,7 @@ def latency_vs_size(data: dict) -> None:  # type: ignore[type-arg]
 def ann_panels(files: list[Path]) -> None:
     fig, axes = plt.subplots(1, len(files), figsize=(6.5 * len(files), 4.2), squeeze=False)
     for ax, f in zip(axes[0], files, strict=True):
-        data = json.loads(f.read_text())
+        data = json.loads(f.read_text(encoding="utf-8"))
         kinds: dict[str, list[dict]] = {}  # type: ignore[type-arg]
         for r in data["rows"]:
             kinds.setdefault(r["index"], []).append(r)
@@ -68,11 +70,10 @@ def ann_panels(files: list[Path]) -> None:
 
 
 def main() -> None:
-    scale = DOCS / "bench" / "scale.json"
-    if scale.is_file():
-        latency_vs_size(json.loads(scale.read_text()))
+    if LATENCY.is_file():
+        latency_vs_size(json.loads(LATENCY.read_text(encoding="utf-8")))
         print("wrote docs/latency-vs-size.png")
-    anns = sorted((DOCS / "bench").glob("ann-*.json"))
+    anns = [f for f in ANN if f.is_file()]
     if anns:
         ann_panels(anns)
         print("wrote docs/ann-recall-latency.png")

@@ -1,26 +1,24 @@
 """Retrieval and answer quality, side by side, in one run: BM25 alone, dense alone, Salon, txtai.
 
-    .venv/bin/python bench/quality.py ../shared/eval/piaf-dev
-    .venv/bin/python bench/quality.py ../shared/eval/orangesum --max-docs 2400
+    .venv/bin/python bench/quality.py ../shared/eval/piaf-dev --no-cache --out docs/bench/retrieval-piaf.json
+    .venv/bin/python bench/quality.py ../shared/eval/orangesum --max-docs 2400 --out docs/bench/retrieval-orangesum.json
 
 The first three rows are `salon eval` (same index, same engine, same code path as /search);
 the fourth is txtai (PyPI `txtai`) with its hybrid mode over the same local model folder, the
 same e5 prompts, the same documents (title + text) and the same questions. Prints a Markdown
-table and writes the raw figures as JSON next to it with --out.
+table and writes the raw figures as JSON with --out (``make bench-quality``; ``make bench-txtai``
+runs the first command alone).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from report import write_json
 
 from indexer.model import resolve_model
 from indexer.settings import Settings
@@ -83,8 +81,7 @@ def main() -> None:
         "dense (e5-small, FAISS)": report["modes"]["dense"],
         "Salon (hybrid + sentence rerank)": report["modes"]["hybrid"],
     }
-    if args.out:  # Salon's figures are kept even if the reference run fails
-        args.out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+    write_json(args.out, report)  # Salon's figures are kept even if the reference run fails
     if not args.skip_txtai:
         rows["txtai 9.14 hybrid (same model)"] = run_txtai(args.dataset, settings, args.max_docs, args.limit)
         report["txtai"] = rows["txtai 9.14 hybrid (same model)"]
@@ -119,8 +116,7 @@ def main() -> None:
             f"{h['answer_sentence_hit_no_abstention']:.3f} if it never abstained); "
             f"short span EM {h['span_em']:.3f}, F1 {h['span_f1']:.3f}."
         )
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """Ray embedding throughput against the local build, on the same texts.
 
-    .venv/bin/python bench/ray_build.py ../shared/eval/piaf-dev --passages 400 --json docs/bench/ray-build.json
+    .venv/bin/python bench/ray_build.py ../shared/eval/piaf-dev --passages 400 --json docs/bench/ray-build-piaf-400.json
 
 Builds the first N PIAF passages twice with ``--full`` (every chunk encoded, no cache): once in
 process (``salon index``, torch on all cores), once on a two-node Ray cluster started on this
 machine (1 CPU each, so the same two cores) with ``salon index --ray``. The cluster runs inside a
 network namespace made for it (``unshare -n``, loopback only; root needed), as in tests/test_ray.py.
-On one box expect overhead, not speed-up: the figure says how much the distribution costs.
+On one box expect overhead, not speed-up: the figure says how much the distribution costs
+(``make bench-ray``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from report import table, write_json
 
-from indexer import layout  # noqa: E402
+from indexer import layout
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CLUSTER = r"""
 set -u
@@ -67,7 +68,7 @@ def main() -> None:
     with (args.dataset / "passages.jsonl").open(encoding="utf-8") as f:
         lines = [line for line in f if line.strip()][: args.passages]
     (corpus / "passages.jsonl").write_text("".join(lines), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SALON_BATCH_SIZE": str(args.batch_size)}
+    env = {**os.environ, "SALON_BATCH_SIZE": str(args.batch_size)}
     py = sys.executable
 
     t0 = time.perf_counter()
@@ -103,10 +104,18 @@ def main() -> None:
         r["chunks_per_s"] = round(r["chunks"] / r["build_s"], 2) if r["build_s"] else None
     row["ray_over_local"] = round(ray["build_s"] / local["build_s"], 2) if local["build_s"] else None
     shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(row, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(row, indent=2) + "\n", encoding="utf-8")
+    print(f"\nfirst {args.passages} PIAF passages, --full (every chunk encoded), batch size {args.batch_size}")
+    print(
+        table(
+            ["build", "chunks", "tokens", "build s", "tokens/s", "wall s"],
+            [
+                [name, r["chunks"], r["tokens"], r["build_s"], r["tokens_per_s"], r["wall_s"]]
+                for name, r in (("in process", local), ("Ray, 2 nodes × 1 CPU", ray))
+            ],
+        )
+    )
+    print(f"Ray / in process: {row['ray_over_local']}; cluster start {ray['cluster_start_s']} s")
+    write_json(args.json, row)
 
 
 if __name__ == "__main__":

@@ -2,32 +2,31 @@
 question-search latency (p50 / p95, the whole ``Engine.search``), answered rate, precision when
 answering, and span F1, for sentence answers (reader off) and reader runtimes × windows read.
 
-    .venv/bin/python bench/reader.py ../shared/eval/piaf-dev [--limit 300] [--out docs/bench/reader.json]
-        [--only TEXT] [--questions bench/data/piaf-en-questions.jsonl]
+    .venv/bin/python bench/reader.py ../shared/eval/piaf-dev --limit 400 --out docs/bench/reader-configurations.json
 
 Each configuration opens its own engine over the same index files and the same model, then asks
-every question once after two warm-up searches.
+every question once after two warm-up searches (``make bench-reader``). ``--only TEXT`` runs the
+configurations whose name holds TEXT; ``--questions bench/data/piaf-en-questions.jsonl`` asks the
+questions in that file's wording.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from report import pct, write_json
 
 from indexer.build import build_index
 from indexer.corpus import CorpusReport
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.engine import Engine
-from search.evaluate import _f1, _norm, load_dataset
+from search.evaluate import load_dataset
+from search.reader import answer_f1, normalize_answer
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "sentences (reader off)": {"reader": False},
@@ -82,14 +81,14 @@ def run(engine: Engine, qs: list[Any]) -> dict[str, Any]:
         lat.append(res.took_ms)
         shown.append([(x.doc_id, x.span) for x in res.answers if x.score >= threshold])
         a = res.answer
-        golds = [_norm(g) for g in q.answers]
+        golds = [normalize_answer(g) for g in q.answers]
         if a is None:
             continue
-        f = max(_f1(a.span_text, g) for g in q.answers) if a.span_text else 0.0
+        f = max(answer_f1(a.span_text, g) for g in q.answers) if a.span_text else 0.0
         f1_any += f
         if a.score >= threshold:
             answered += 1
-            right += any(g and g in _norm(a.text) for g in golds)
+            right += any(g and g in normalize_answer(a.text) for g in golds)
             f1 += f
     n = len(qs)
     if reader is not None:
@@ -98,8 +97,8 @@ def run(engine: Engine, qs: list[Any]) -> dict[str, Any]:
         "windows_per_question": sum(windows) / n,
         "questions_reading_2": sum(w >= 2 for w in windows) / n,
         "shown": shown,
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p95_ms": float(np.percentile(lat, 95)),
+        "p50_ms": pct(lat, 50),
+        "p95_ms": pct(lat, 95),
         "answered": answered / n,
         "precision": right / max(1, answered),
         "span_f1": f1 / n,
@@ -107,7 +106,7 @@ def run(engine: Engine, qs: list[Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit", type=int)
@@ -147,9 +146,7 @@ def main() -> None:
         )
     for name, n in out["gate_changed_answers"].items():
         print(f"\n{name}: answers shown differ with the gate off for {n} of {out['questions']} questions")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

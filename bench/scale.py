@@ -1,6 +1,9 @@
 """Search latency against corpus size, in process and over HTTP, on OrangeSum paragraphs.
 
-    .venv/bin/python bench/scale.py ../shared/eval/orangesum --sizes 1000,20000,all
+    .venv/bin/python bench/scale.py ../shared/eval/orangesum --sizes 1000,20000,all --cached-only all \
+        --json docs/bench/search-latency-vs-size.json
+    .venv/bin/python bench/scale.py ../shared/eval/orangesum --sizes all --cached-only all --with-piaf \
+        --no-recall --no-http --json docs/bench/question-latency-283k.json
 
 For each size, whole articles are drawn in a seeded random order until they hold that many
 paragraphs (``all`` = the 282,996 paragraphs); each size is indexed once into
@@ -13,7 +16,8 @@ stage runs too), interleaved. Printed per size: chunks, ANN kind, build time, p5
 whole ``Engine.search`` and of its stages (query encoding, dense, lexical; for the questions, the
 search again without the answer step), Recall@1/5 of the
 headlines whose article is in the subset, the same over HTTP against ``salon serve``, and the
-server's resident memory after the run. ``--json`` writes the figures for bench/plots.py.
+server's resident memory after the run. ``--json`` writes the figures for bench/plots.py
+(``make bench-scale`` runs both commands above).
 """
 
 from __future__ import annotations
@@ -29,20 +33,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from load import free_port, rss_mib
+from report import p50_95_99, write_json
+
+from indexer import layout
+from indexer.analysis import analyze
+from indexer.build import build_index
+from indexer.corpus import Article, CorpusReport
+from indexer.model import Embedder
+from indexer.settings import Settings
+from search.evaluate import load_dataset, metrics_for
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from indexer import layout  # noqa: E402
-from indexer.build import build_index  # noqa: E402
-from indexer.corpus import Article, CorpusReport  # noqa: E402
-from indexer.model import Embedder  # noqa: E402
-from indexer.settings import Settings  # noqa: E402
-from search.evaluate import load_dataset  # noqa: E402
-
-
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
 def subset(articles: list[Article], size: int | None, seed: int = 13) -> list[Article]:
@@ -163,8 +165,6 @@ def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str
         t1 = time.perf_counter()
         engine.store.view().dense(qv, settings.candidates, None)
         t2 = time.perf_counter()
-        from indexer.analysis import analyze
-
         engine.store.view().lexical(analyze(q), settings.candidates, None)
         t3 = time.perf_counter()
         enc.append((t1 - t0) * 1000)
@@ -173,14 +173,14 @@ def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str
     return {
         "ann": engine.manifest.ann,
         "chunks": engine.manifest.counts["chunks"],
-        "total": [pct(total, p) for p in (50, 95, 99)],
-        "questions": [pct(asked, p) for p in (50, 95, 99)],
+        "total": p50_95_99(total),
+        "questions": p50_95_99(asked),
         "question_count": len(asked),
-        "questions_without_answer_step": [pct(unanswered, p) for p in (50, 95, 99)],
+        "questions_without_answer_step": p50_95_99(unanswered),
         "reader": engine.answers.reader.runtime if engine.answers.reader is not None else "off",
-        "encode": [pct(enc, p) for p in (50, 95, 99)],
-        "dense": [pct(dense, p) for p in (50, 95, 99)],
-        "lexical": [pct(lex, p) for p in (50, 95, 99)],
+        "encode": p50_95_99(enc),
+        "dense": p50_95_99(dense),
+        "lexical": p50_95_99(lex),
     }
 
 
@@ -194,20 +194,17 @@ def recall(
     qs = [q for q in ds_questions if q.gold_doc in ids][:500]
     out: dict[str, list[float]] = {}
     for mode in ("hybrid", "dense", "lexical"):
-        r1 = r5 = 0
+        ranks: list[int | None] = []
         for q in qs:
             docs = [r.doc_id for r in engine.search(q.text, k=5, mode=mode, answer=False).results]
-            r1 += bool(docs[:1] == [q.gold_doc])
-            r5 += q.gold_doc in docs
-        out[mode] = [r1 / max(1, len(qs)), r5 / max(1, len(qs))]
+            ranks.append(docs.index(q.gold_doc) + 1 if q.gold_doc in docs else None)
+        m = metrics_for(ranks, [])
+        out[mode] = [m["R@1"], m["R@5"]]
     return out
 
 
 def over_http(where: Path, qs: list[str]) -> dict[str, Any]:
     import httpx
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from load import free_port, rss_mib
 
     port = free_port()
     env = {**os.environ, "SALON_INDEX_DIR": str(where)}
@@ -237,7 +234,7 @@ def over_http(where: Path, qs: list[str]) -> dict[str, Any]:
                 r = client.get("/search", params={"q": q, "k": 10})
                 lat.append((time.perf_counter() - t0) * 1000)
                 errors += r.status_code != 200
-        return {"http": [pct(lat, p) for p in (50, 95, 99)], "errors": errors, "rss_mib": rss_mib(proc.pid)}
+        return {"http": p50_95_99(lat), "errors": errors, "rss_mib": rss_mib(proc.pid)}
     finally:
         proc.terminate()
         proc.wait(30)
@@ -323,9 +320,7 @@ def main() -> None:
         )
         if r["random_vectors"]:
             print(f"  ({r['paragraphs']:,} paragraphs: {r['random_vectors']}; see --cached-only)")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"queries": len(qs), "rows": rows}, indent=1))
+    write_json(args.json, {"queries": len(qs), "rows": rows})
 
 
 if __name__ == "__main__":
