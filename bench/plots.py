@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -62,7 +63,7 @@ def ann_panels(files: list[Path]) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("single-query p50, ms (log)")
         ax.set_ylabel("recall@10 vs exact")
-        ax.set_title(data["label"][:70], fontsize=9)
+        ax.set_title(textwrap.fill(data["label"], 80), fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(DOCS / "ann-recall-latency.png", dpi=110)
