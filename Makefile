@@ -80,8 +80,14 @@ bench-txtai: bench-deps
 bench-memory: bench-deps
 	$(PY) bench/memory.py --piaf ../shared/eval/piaf-dev --txtai --json docs/bench/server-memory.json
 
-# The reader's cost and worth per configuration (runtime, windows, gate): 400 PIAF test questions.
+# The reader's figures: answers on the PIAF test split (its French questions, then the same ones
+# reworded in English, Spanish and German), and its cost and worth per configuration (runtime,
+# windows, gate) on 400 test questions.
 bench-reader: setup
+	$(SALON) eval ../shared/eval/piaf-dev --mode hybrid --split test --json > docs/bench/answers-piaf-test.json
+	for l in en es de; do \
+	  $(SALON) eval ../shared/eval/piaf-dev --mode hybrid --split test --questions bench/data/piaf-$$l-questions.jsonl \
+	    --json > docs/bench/answers-piaf-test-$$l.json || exit 1; done
 	$(PY) bench/reader.py ../shared/eval/piaf-dev --limit 400 --out docs/bench/reader-configurations.json
 
 # Index build of PIAF dev with the embedding cache off: time, tokens/s, peak memory.
