@@ -90,9 +90,11 @@ bench-reader: setup
 	    --json > docs/bench/answers-piaf-test-$$l.json || exit 1; done
 	$(PY) bench/reader.py ../shared/eval/piaf-dev --limit 400 --out docs/bench/reader-configurations.json
 
-# Index build of PIAF dev with the embedding cache off: time, tokens/s, peak memory.
+# Index builds with the embedding cache off (time, tokens/s, peak memory): PIAF dev, then the
+# 2,400-article OrangeSum subset of bench-quality.
 bench-build: setup
 	$(PY) bench/build.py ../shared/eval/piaf-dev --json docs/bench/build-piaf.json
+	$(PY) bench/build.py ../shared/eval/orangesum --max-docs 2400 --json docs/bench/build-orangesum.json
 
 # HTTP load on `salon serve` at 1, 4 and 16 clients, with a rebuild and hot reload mid-run.
 bench-load: setup

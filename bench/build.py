@@ -1,6 +1,7 @@
 """Index build throughput and peak memory, with the embedding cache off (every text encoded).
 
     .venv/bin/python bench/build.py ../shared/eval/piaf-dev --json docs/bench/build-piaf.json
+    .venv/bin/python bench/build.py ../shared/eval/orangesum --max-docs 2400 --json docs/bench/build-orangesum.json
 
 Prints the whole build time, the embedding stage's time, tokens and tokens/s (chunks; sentence
 vectors are pooled from the chunks' pass), and the peak resident memory of the process
