@@ -19,6 +19,7 @@ from indexer import layout
 from indexer.analysis import ANALYZER_VERSION, analyze
 from indexer.chunking import Chunk, Span, chunk_sentences, paragraphs, split_sentences
 from indexer.corpus import Article, CorpusReport, Problem, read_corpus
+from indexer.files import fsync_dir, fsync_file
 from indexer.model import BatchRunner, Embedder, PassageJob
 from indexer.settings import Settings
 
@@ -184,7 +185,7 @@ def build_index(
             name = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
             gen = index_dir / name
             tmp.rename(gen)
-            layout.fsync_dir(index_dir)
+            fsync_dir(index_dir)
             layout.publish(index_dir, gen, settings.keep_generations)
             result.generation = gen
             result.changes = changes
@@ -286,8 +287,7 @@ def _build_into(
     manifest.write(folder)
     for written in folder.rglob("*"):
         if written.is_file():
-            with written.open("rb") as fh:
-                os.fsync(fh.fileno())
+            fsync_file(written)
     return BuildResult(folder, manifest, list(report.problems), embed_seconds, embed_tokens)
 
 

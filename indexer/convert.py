@@ -9,13 +9,13 @@ BERT encoder + XLM-R Unigram tokenizer + mean pooling + normalisation.
 from __future__ import annotations
 
 import json
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from indexer.files import staged_folder
 
 MAGIC = b"E5S1"
 QUERY_PROMPT = "query: "
@@ -192,9 +192,7 @@ def convert(src: Path, dest: Path) -> Path:
 
     f = read_e5_file(src)
     h = f.header
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp-", dir=dest.parent))
-    try:
+    with staged_folder(dest, copy=False) as tmp:
         hf = tmp / "0_Transformer"
         hf.mkdir()
         config = BertConfig(
@@ -228,12 +226,6 @@ def convert(src: Path, dest: Path) -> Path:
         )
         fast.save_pretrained(hf)
         _write_st_files(tmp, h.hidden, h.max_positions)
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 

@@ -10,7 +10,6 @@ index_dir/
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import ConfigDict
+
+from indexer.files import parse_json, sha256_file, write_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -56,6 +59,9 @@ class BuildLocked(IndexError_):
 
 @dataclass
 class Manifest:
+    # Read back strictly (``parse_json``): a field missing, unknown or of another type is refused.
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")
+
     format_version: int
     model_name: str
     model_id: str
@@ -77,34 +83,30 @@ class Manifest:
     sentence_vectors: str = "separate"
 
     def write(self, folder: Path) -> None:
-        _write_atomic(folder / MANIFEST, json.dumps(asdict(self), indent=2, ensure_ascii=False))
+        write_atomic(folder / MANIFEST, json.dumps(asdict(self), indent=2, ensure_ascii=False))
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
         path = folder / MANIFEST
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text)
         except FileNotFoundError as exc:
             raise IndexMissing(f"{folder} has no {MANIFEST}: not a Salon index") from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise IndexCorrupt(f"{path} is unreadable ({exc}); rebuild with `salon index`") from exc
-        if data.get("format_version") != FORMAT_VERSION:
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version != FORMAT_VERSION:
             raise IndexMismatch(
-                f"index {folder} has format version {data.get('format_version')}, this Salon reads "
+                f"index {folder} has format version {version}, this Salon reads "
                 f"version {FORMAT_VERSION}; rebuild it with `salon index`"
             )
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise IndexCorrupt(f"{path} is missing fields ({exc}); rebuild with `salon index`") from exc
+        return cls.loads(text, str(path))
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    @classmethod
+    def loads(cls, text: str, where: str) -> Manifest:
+        """The manifest in JSON ``text`` (read from ``where``); IndexCorrupt if it is not one."""
+        return parse_json(cls, text, lambda problem: IndexCorrupt(f"{where}: {problem}; rebuild with `salon index`"))
 
 
 def checksum_tree(folder: Path) -> dict[str, str]:
@@ -125,23 +127,6 @@ def verify(folder: Path, manifest: Manifest) -> None:
             raise IndexCorrupt(f"index {folder.name}: {rel} is damaged (checksum mismatch); rebuild with `salon index`")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def current_generation(index_dir: Path) -> Path:
     """The folder being served: ``index_dir`` itself if it is a generation, else CURRENT's target."""
     if (index_dir / MANIFEST).is_file():
@@ -158,8 +143,7 @@ def current_generation(index_dir: Path) -> Path:
 
 def publish(index_dir: Path, gen: Path, keep: int) -> None:
     """Make ``gen`` the served generation (one atomic rename), then prune old ones."""
-    _write_atomic(index_dir / POINTER, gen.name + "\n")
-    fsync_dir(index_dir)
+    write_atomic(index_dir / POINTER, gen.name + "\n")
     gens = sorted((p for p in index_dir.glob("gen-*") if p.is_dir()), key=lambda p: p.name)
     for old in gens[: max(0, len(gens) - keep)]:
         if old.name != gen.name:

@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ConfigDict
 
 from indexer import layout
 from indexer.analysis import analyze
+from indexer.files import parse_json
 from indexer.settings import Settings
 
 if TYPE_CHECKING:
@@ -103,9 +105,28 @@ class Stats:
     next_term: int
     avgdl: float  # average chunk length (terms) at build time, used for every document weight
 
+    # Read back strictly (``parse_json``): a field missing, unknown or of another type is refused.
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")
+
     @classmethod
-    def loads(cls, text: str) -> Stats:
-        return cls(**json.loads(text))
+    def loads(cls, text: str, where: str) -> Stats:
+        """The statistics in JSON ``text`` (read from ``where``); IndexCorrupt if they are not."""
+        return parse_json(
+            cls, text, lambda problem: layout.IndexCorrupt(f"{where} statistics: {problem}; rebuild with `salon index`")
+        )
+
+
+def read_meta(client: Any, name: str, gen: str) -> tuple[layout.Manifest, Stats, list[str]]:
+    """The manifest, lexical statistics and facets kept in generation ``gen``'s ``meta``
+    collection ``name``, each validated (IndexCorrupt when one is missing or malformed)."""
+    meta = {r["key"]: r["value"] for r in client.query(name, filter='key != ""', output_fields=["key", "value"])}
+    where = f"Milvus generation {gen}"
+    if "manifest" not in meta or "stats" not in meta:
+        raise layout.IndexCorrupt(f"{where} has no manifest; rebuild with `salon index`")
+    facets = parse_json(
+        list[str], meta.get("facets", "[]"), lambda p: layout.IndexCorrupt(f"{where} facets: {p}; rebuild")
+    )
+    return layout.Manifest.loads(meta["manifest"], where), Stats.loads(meta["stats"], where), facets
 
 
 def _schemas(dim: int) -> dict[str, tuple[Any, Any]]:
@@ -126,6 +147,13 @@ def _schemas(dim: int) -> dict[str, tuple[Any, Any]]:
     i64, vc = DataType.INT64, DataType.VARCHAR
     s = {"max_length": 1024}
     text = {"max_length": VARCHAR}
+    # a chunk and a sentence are both a row of text at offsets in an article
+    located: list[tuple[str, Any, dict[str, Any]]] = [
+        ("row", i64, {}),
+        ("article", i64, {}),
+        ("start", i64, {}),
+        ("end", i64, {}),
+    ]
     # Milvus wants a vector field in every collection: the lookup tables carry a 2-d placeholder.
     dummy = ("_v", DataType.FLOAT_VECTOR, {"dim": 2})
     dummy_index = index(("_v", "FLAT", {}))
@@ -133,10 +161,7 @@ def _schemas(dim: int) -> dict[str, tuple[Any, Any]]:
         "chunks": (
             schema(
                 [
-                    ("row", i64, {}),
-                    ("article", i64, {}),
-                    ("start", i64, {}),
-                    ("end", i64, {}),
+                    *located,
                     ("first_sentence", i64, {}),
                     ("last_sentence", i64, {}),
                     ("event", vc, s),
@@ -151,16 +176,7 @@ def _schemas(dim: int) -> dict[str, tuple[Any, Any]]:
             index(("vector", "HNSW", {"M": 32, "efConstruction": 80}), ("sparse", "SPARSE_INVERTED_INDEX", {})),
         ),
         "sentences": (
-            schema(
-                [
-                    ("row", i64, {}),
-                    ("article", i64, {}),
-                    ("start", i64, {}),
-                    ("end", i64, {}),
-                    ("vector", DataType.FLOAT_VECTOR, {"dim": dim}),
-                ],
-                "row",
-            ),
+            schema([*located, ("vector", DataType.FLOAT_VECTOR, {"dim": dim})], "row"),
             # read by row (a candidate's sentences), never searched: an exact index costs nothing
             index(("vector", "FLAT", {})),
         ),
@@ -367,13 +383,8 @@ class ServedGeneration:
             )
         self.gen = gen
         self.names = {k: collection(self.prefix, gen, k) for k in KINDS}
-        meta = {
-            r["key"]: r["value"]
-            for r in self.client.query(self.names["meta"], filter='key != ""', output_fields=["key", "value"])
-        }
-        self.manifest = layout.Manifest(**json.loads(meta["manifest"]))
-        self.stats = Stats.loads(meta["stats"])
-        self.facets: set[str] = set(json.loads(meta.get("facets", "[]")))
+        self.manifest, self.stats, facets = read_meta(self.client, self.names["meta"], gen)
+        self.facets: set[str] = set(facets)
 
     def _article_row(self, doc_id: str) -> int | None:
         got = self.client.query(

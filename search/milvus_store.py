@@ -8,7 +8,6 @@ of two generations. Articles are cached per generation (they never change inside
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -54,15 +53,7 @@ class MilvusView:
         self.names = {k: mv.collection(prefix, gen, k) for k in mv.KINDS}
         for name in self.names.values():  # released after a server restart; a no-op when loaded
             client.load_collection(name)
-        meta = {
-            r["key"]: r["value"]
-            for r in client.query(self.names["meta"], filter='key != ""', output_fields=["key", "value"])
-        }
-        if "manifest" not in meta:
-            raise layout.IndexCorrupt(f"Milvus generation {gen} has no manifest; rebuild with `salon index`")
-        self.manifest = layout.Manifest(**json.loads(meta["manifest"]))
-        self.stats = mv.Stats.loads(meta["stats"])
-        self._facets: list[str] = json.loads(meta.get("facets", "[]"))
+        self.manifest, self.stats, self._facets = mv.read_meta(client, self.names["meta"], gen)
         self.n_chunks = self.stats.n_chunks
         self._articles: OrderedDict[int, ArticleInfo] = OrderedDict()
         self._cache_max = cache_articles
