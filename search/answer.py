@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexer.analysis import analyze, fold
+from search.reader import sigmoid
 from search.types import Answer, ArticleInfo
 
 if TYPE_CHECKING:
@@ -154,10 +155,6 @@ def is_question(query: str) -> bool:
     return q.endswith("?") or question_type(q) is not None or bool(re.match(r"(?i)est-ce|y a-t-il", q))
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 # Calibration of the answer confidence: a logistic model over (sentence similarity, query-term
 # coverage, type match), fitted on half of the PIAF dev questions (bench/quality.py --calibrate)
 # against "the sentence contains a gold answer". Re-fit when the model or features change.
@@ -245,7 +242,7 @@ class AnswerFinder:
             typ = 1.0 if qtype in _HAS and _HAS[qtype].search(text) else 0.0
             f = {"sim": sim, "cov": cov, "type": typ, "rank": float(rank)}
             z = CALIBRATION["bias"] + sum(CALIBRATION[k] * v for k, v in f.items())
-            out.append((_sigmoid(z), row, rank, f))
+            out.append((sigmoid(z), row, rank, f))
         out.sort(key=lambda t: -t[0])
         return out
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,9 @@ class Question:
     text: str
     gold_doc: str
     answers: list[str] = field(default_factory=list)
+    # where each answer starts in the gold article, as the dataset says (PIAF's answer_start; -1
+    # when it says nothing): training places its windows by it, the evaluation compares texts
+    starts: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -85,7 +88,13 @@ def load_dataset(
             for p in _jsonl(folder / "passages.jsonl")
         ]
         qs = [
-            Question(str(q["qid"]), q["question"], str(q["passage_id"]), [a["text"] for a in q.get("answers", [])])
+            Question(
+                str(q["qid"]),
+                q["question"],
+                str(q["passage_id"]),
+                [a["text"] for a in q.get("answers", [])],
+                [int(a.get("answer_start", -1)) for a in q.get("answers", [])],
+            )
             for q in _jsonl(folder / "questions.jsonl")
         ]
     else:
@@ -136,7 +145,7 @@ def _rewritten(qs: list[Question], path: Path) -> tuple[list[Question], str]:
     unknown = set(new) - {q.qid for q in qs}
     if unknown:
         raise SystemExit(f"{path}: {len(unknown)} qid(s) not in the dataset, e.g. {sorted(unknown)[0]}")
-    out = [Question(q.qid, new[q.qid], q.gold_doc, q.answers) for q in qs if q.qid in new]
+    out = [replace(q, text=new[q.qid]) for q in qs if q.qid in new]
     return out, f"questions reworded by {path.name}"
 
 
@@ -256,21 +265,37 @@ def _progress(items: list[Any], desc: str, progress: bool) -> Any:
     return tqdm(items, desc=desc, unit="q", file=sys.stderr, disable=None)
 
 
+# A question read on its gold passage: (question, passage text, its sentence spans, title, gold answers).
+GoldRead = tuple[str, str, list[tuple[int, int]], str, list[str]]
+
+
+def gold_passage_scores(
+    reader: Any, reads: list[GoldRead], centred: bool = True, progress: bool = False
+) -> tuple[float, float]:
+    """Mean exact match and F1 of the reader alone on each question's gold passage
+    (``Reader.read_passage``, never abstaining): the "reader on the gold passage" figure of the
+    evaluation and of training's epochs."""
+    em = f1 = 0.0
+    for question, text, sentences, title, golds in _progress(reads, "reader, gold article", progress):
+        best = reader.read_passage(question, text, sentences, title, centred)
+        e, f = best_em_f1(best.text, golds)
+        em, f1 = em + e, f1 + f
+    n = max(1, len(reads))
+    return em / n, f1 / n
+
+
 def _reader_gold(reader: Any, ds: Dataset, progress: bool) -> dict[str, Any]:
-    """The reader alone on the gold article (``Reader.read_passage``, never abstaining): the
-    issue's "reader on the gold passage" figure."""
+    """The reader alone on the gold article of every question with answers."""
     from indexer.chunking import split_sentences
 
     arts = {a.id: a for a in ds.articles}
-    qs = [q for q in ds.questions if q.answers and q.gold_doc in arts]
-    em = f1 = 0.0
-    for q in _progress(qs, "reader, gold article", progress):
-        art = arts[q.gold_doc]
-        best = reader.read_passage(q.text, art.text, [(s.start, s.end) for s in split_sentences(art.text)], art.title)
-        e, f = best_em_f1(best.text, q.answers)
-        em, f1 = em + e, f1 + f
-    n = max(1, len(qs))
-    return {"gold_em": em / n, "gold_f1": f1 / n, "gold_questions": len(qs)}
+    reads: list[GoldRead] = [
+        (q.text, a.text, [(s.start, s.end) for s in split_sentences(a.text)], a.title, q.answers)
+        for q in ds.questions
+        if q.answers and (a := arts.get(q.gold_doc)) is not None
+    ]
+    em, f1 = gold_passage_scores(reader, reads, progress=progress)
+    return {"gold_em": em, "gold_f1": f1, "gold_questions": len(reads)}
 
 
 def _abstains(engine: Any, ds: Dataset, progress: bool) -> float:
@@ -425,12 +450,7 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
         engine.settings = saved.model_copy(update={"answer_threshold": 0.0, "reader_threshold": 0.0})
     sent_hit = sent_hit_any = span_em = span_f1 = abstain = 0.0
     span_em_any = span_f1_any = span_right = 0.0
-    qs: Any = ds.questions
-    if progress:
-        from tqdm import tqdm
-
-        qs = tqdm(qs, desc=f"eval {mode}", unit="q", file=sys.stderr, disable=None)
-    for q in qs:
+    for q in _progress(ds.questions, f"eval {mode}", progress):
         res = engine.search(q.text, k=engine.settings.max_k, mode=mode, answer=has_answers and mode == "hybrid")
         lat.append(res.took_ms)
         docs: list[str] = []

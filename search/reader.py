@@ -13,7 +13,6 @@ the window's no-answer score, and a calibrated probability that the span is righ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -21,9 +20,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from indexer.export import checked_session, export
+from indexer.files import parse_json, sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -226,8 +229,14 @@ def _with_article(text: str, a: int) -> int:
 def build_net(n_layers: int = 12, hidden: int = 384, heads: int = 12, ff: int = 1536, vocab: int = 250037) -> Any:
     """A BERT encoder (the e5 layout) with a start/end head, in plain PyTorch.
 
-    Written out rather than taken from transformers so the frozen lower layers can be run once
-    and cached during training (``lower``/``upper``) and the whole graph exports to ONNX as is.
+    It computes what transformers' BertModel computes on the same weights (tests/test_reader.py
+    checks it), but what ships and what search does are named after this module: the artifact's
+    tensors (``layers.{i}.fo.weight``…, see ``pack``), the int8 export's node names (the outlier
+    layers' products, ``/layers.{i}/fo/``, are kept out of quantisation by name), and the
+    embedding table, which is the engine's encoder's own tensor (``Reader.load`` builds on the
+    meta device and assigns it: no second copy of its 96 M values). ``lower``/``upper`` split the
+    stack so training can run the layers it does not train (``--layers`` < ``--depth``) without
+    gradients.
     """
     import torch
     from torch import nn
@@ -365,12 +374,30 @@ def unpack(packed: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+class _Calibration(BaseModel):
+    """The fitted answer confidence as ``confidence`` and the answer finder read it."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    features: list[str] | None = None
+    weights: list[float] = []
+    bias: float = 0.0
+    threshold: float = 0.5
+    margin_max: float | None = None
+    fitted_on: str | None = None
+
+
+class _Meta(BaseModel):
+    """``reader.json`` as the loader reads it; the rest (provenance, figures) is kept as written."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    format: str | None = None
+    base_model_id: str | None = None
+    sha256: str | None = None
+    depth: int = 12
+    trained_layers: int | None = None
+    trained_on: list[str] | None = None
+    titles: bool = False
+    calibration: _Calibration = _Calibration()
 
 
 def read_meta(artifact_dir: Path = ARTIFACT_DIR) -> dict[str, Any]:
@@ -382,9 +409,11 @@ def read_meta(artifact_dir: Path = ARTIFACT_DIR) -> dict[str, Any]:
             "retrain with `python -m training.reader_train ../shared/eval/piaf-dev`"
         )
     try:
-        meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        text = meta_path.read_text(encoding="utf-8")
+        meta: dict[str, Any] = json.loads(text)
     except ValueError as exc:
         raise ReaderError(f"reader metadata {meta_path} is not valid JSON: {exc}") from exc
+    parse_json(_Meta, text, lambda problem: ReaderError(f"reader metadata {meta_path}: {problem}; retrain it"))
     got = sha256_file(weights)
     if got != meta.get("sha256"):
         raise ReaderError(f"reader weights {weights} are damaged: sha256 {got[:16]}… ≠ expected {meta.get('sha256')!r}")
@@ -489,7 +518,18 @@ def confidence(features: dict[str, float], cal: dict[str, Any]) -> float:
     names = cal.get("features") or DEFAULT_FEATURES
     w, b = cal.get("weights", [1.0]), float(cal.get("bias", 0.0))
     z = b + sum(wi * features[n] for wi, n in zip(w, names, strict=False))
-    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+    return sigmoid(max(-50.0, min(50.0, z)))
+
+
+@overload
+def sigmoid(z: float) -> float: ...
+@overload
+def sigmoid(z: np.ndarray) -> np.ndarray: ...
+def sigmoid(z: float | np.ndarray) -> float | np.ndarray:
+    """1 / (1 + e^−z), of a number or of each element of an array."""
+    if isinstance(z, np.ndarray):
+        return 1.0 / (1.0 + np.exp(-z))
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50) -> tuple[list[float], float]:
@@ -497,7 +537,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50
     X = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
     w = np.zeros(X.shape[1])
     for _ in range(iters):
-        p = 1 / (1 + np.exp(-np.clip(X @ w, -50, 50)))
+        p = sigmoid(np.clip(X @ w, -50, 50))
         g = X.T @ (p - y) + l2 * np.r_[w[:-1], 0]
         h = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(len(w))
         step = np.linalg.solve(h, g)
@@ -627,33 +667,10 @@ class Reader:
         return reader
 
     def _export(self, path: Path, net: Any) -> None:
-        import os
-        import warnings
-
-        import torch
-
-        path.parent.mkdir(parents=True, exist_ok=True)
         feat = encode(self.tokenizer, "qui a critiqué Salesforce ?", "Des activistes ont critiqué le contrat.")
         ids, mask = pad([feat])
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                net,
-                (torch.from_numpy(ids), torch.from_numpy(mask)),
-                str(tmp),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["start", "end"],
-                dynamic_axes={
-                    "input_ids": {0: "batch", 1: "tokens"},
-                    "attention_mask": {0: "batch", 1: "tokens"},
-                    "start": {0: "batch", 1: "tokens"},
-                    "end": {0: "batch", 1: "tokens"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
+        dynamic = {n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "start", "end")}
+        export(net, {"input_ids": ids, "attention_mask": mask}, path, ["start", "end"], dynamic)
 
     def _smoothed_int8(self, path: Path) -> None:
         """int8 ONNX: every matrix product but the span head, the feed-forward outputs smoothed.
@@ -672,8 +689,6 @@ class Reader:
         them, so that the same weights read the same on every machine; an artifact made before
         they were stored has them measured here.
         """
-        import os
-
         import onnx
         from torch import nn
 
@@ -693,7 +708,7 @@ class Reader:
         factors = self.smoothing if self.smoothing is not None else smoothing_factors(self.net, self.tokenizer)
         outliers = [i for i in range(len(layers)) if not bool((factors[i] > 0).all())]
         originals = [layer.fo for layer in layers]
-        src = path.with_name(f"{path.stem}.smoothed{os.getpid()}.onnx")  # two first starts at once: one each
+        src = path.with_name(f"{path.name}.smoothed.onnx")  # ``path`` is a temporary name of its own
         try:  # the net is the engine's (its embedding table shared): swap the modules, export, restore
             for i, layer in enumerate(layers):
                 if i not in outliers:
@@ -708,39 +723,30 @@ class Reader:
             if n.op_type == "MatMul"
             and (n.name.startswith("/qa/") or any(n.name.startswith(f"/layers.{i}/fo/") for i in outliers))
         ]
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         try:
-            quantize_matmuls(src, tmp, exclude=keep)
+            quantize_matmuls(src, path, exclude=keep)
         finally:
             src.unlink(missing_ok=True)
-        os.replace(tmp, path)
 
     def _onnx(self, onnx_dir: Path, int8: bool = False) -> None:
-        import onnxruntime as ort
-
         path = onnx_dir / f"reader-{self.meta['sha256'][:16]}.onnx"
         if int8:  # weights of the matrix products in int8, activations quantised per call
             path = path.with_name(path.stem + "-int8s.onnx")
-            if not path.is_file():
-                print(f"salon: making the int8 reader ({path.name}, once, ~30 s)…", file=sys.stderr)
-                self._smoothed_int8(path)
-        elif not path.is_file():
-            print(f"salon: exporting the reader to ONNX ({path.name}, once, ~20 s)…", file=sys.stderr)
-            self._export(path, self.net)
-        from indexer.model import session_options
-
-        session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+        if not path.is_file():
+            what = "making the int8 reader" if int8 else "exporting the reader to ONNX"
+            print(f"salon: {what} ({path.name}, once, ~{30 if int8 else 20} s)…", file=sys.stderr)
+        probes = []
+        for q, w in _PROBES:
+            ids, mask = pad([encode(self.tokenizer, q, w)])
+            probes.append(({"input_ids": ids, "attention_mask": mask}, self._logits_torch(ids, mask)))
         # The exported graph must read like the PyTorch one: the same logits in fp32; in int8,
         # logits within 2 (about 1 seen on the shipped reader; its F1 cost is in docs/quality.md).
-        probes = [encode(self.tokenizer, q, w) for q, w in _PROBES]
-        for f in probes:
-            ids, mask = pad([f])
-            ws, we = self._logits_torch(ids, mask)
-            gs, ge = (np.asarray(x) for x in session.run(None, {"input_ids": ids, "attention_mask": mask}))
-            diff = float(max(np.abs(gs - ws).max(), np.abs(ge - we).max()))
-            if diff > (2.0 if int8 else 1e-2):
-                raise ReaderError(f"ONNX and PyTorch readers disagree (logits differ by {diff:.3f}); delete {path}")
-        self.session = session
+        self.session = checked_session(
+            path,
+            self._smoothed_int8 if int8 else lambda tmp: self._export(tmp, self.net),
+            probes,
+            tolerance=2.0 if int8 else 1e-2,
+        )
         self.runtime = "onnx-int8" if int8 else "onnx"
 
     def _logits_torch(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

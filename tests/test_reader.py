@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from indexer.files import sha256_file
 from search import reader as R
 
 pytestmark = pytest.mark.model
@@ -387,8 +388,8 @@ def test_damaged_artifact_is_refused_and_sentences_answer(engine, tmp_path: Path
 
 def test_training_on_a_tiny_slice_lowers_the_loss() -> None:
     """The real training entry points (examples, features, train) on a few PIAF questions."""
-    from training.reader_train import featurize, load_base, load_piaf, make_examples, train
     from tests.conftest import SHARED
+    from training.reader_train import featurize, load_base, load_piaf, make_examples, train
 
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
     state, tokenizer, _ = load_base()
@@ -423,6 +424,7 @@ def test_shared_normalisation_compares_a_questions_windows() -> None:
     is pushed towards no answer everywhere. Then a few real training steps with it."""
     import torch
 
+    from tests.conftest import SHARED
     from training.reader_train import (
         _question_batches,
         featurize,
@@ -432,7 +434,6 @@ def test_shared_normalisation_compares_a_questions_windows() -> None:
         shared_norm_loss,
         train,
     )
-    from tests.conftest import SHARED
 
     def feat(qid: str, label: int) -> R.Feature:
         # 2 question tokens, then 4 window tokens (positions 2-5), then one token of padding
@@ -487,8 +488,8 @@ def test_cloze_questions_point_at_a_span_their_window_holds(capsys: pytest.Captu
     stages end to end on a tiny slice."""
     import json
 
-    from training.reader_train import cloze_examples, main
     from tests.conftest import SHARED
+    from training.reader_train import cloze_examples, main
 
     folder = SHARED / "eval" / "orangesum"
     ex = cloze_examples(folder, 60, random.Random(0), log=lambda _m: None)
@@ -520,8 +521,8 @@ def test_cloze_questions_point_at_a_span_their_window_holds(capsys: pytest.Captu
 def test_a_shallower_reader_ships_and_loads_at_its_depth(tmp_path: Path) -> None:
     """``--depth``: a reader kept to e5's bottom layers is saved with its depth and loads back as
     that network, reading as it did before packing (int8 deltas: logits within a little)."""
-    from training.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
     from tests.conftest import SHARED
+    from training.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
 
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
     state, tokenizer, model_id = load_base()
@@ -551,8 +552,8 @@ def test_the_int8_export_uses_the_smoothing_factors_the_artifact_stores(tmp_path
     import onnx
     from safetensors.torch import load_file, save_file
 
-    from training.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
     from tests.conftest import SHARED
+    from training.reader_train import featurize, load_base, load_piaf, make_examples, save_artifact, train
 
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
     state, tokenizer, model_id = load_base()
@@ -565,7 +566,7 @@ def test_the_int8_export_uses_the_smoothing_factors_the_artifact_stores(tmp_path
     meta = save_artifact(net, base, 2, {"base_model_id": model_id}, art, (state, tokenizer, model_id))
     packed = load_file(str(art / R.WEIGHTS))
     stored = packed[R.SMOOTHING]
-    assert tuple(stored.shape) == (2, 1536) and meta["sha256"] == R.sha256_file(art / R.WEIGHTS)
+    assert tuple(stored.shape) == (2, 1536) and meta["sha256"] == sha256_file(art / R.WEIGHTS)
     reader = R.Reader.load(state, tokenizer, model_id, art)
     assert reader.smoothing is not None and torch_equal(reader.smoothing, stored)
     # measured here again, the factors agree with the stored ones (same weights, same probes)
@@ -584,12 +585,12 @@ def test_the_int8_export_uses_the_smoothing_factors_the_artifact_stores(tmp_path
     k = max(i for i, v in smoothed.items() if v)
     packed[R.SMOOTHING][k] = 0.0  # the artifact says: keep layer k's product in fp32
     save_file(packed, str(art / R.WEIGHTS), metadata={"format": R.FORMAT})
-    meta["sha256"] = R.sha256_file(art / R.WEIGHTS)
+    meta["sha256"] = sha256_file(art / R.WEIGHTS)
     (art / R.META).write_text(json.dumps(meta), encoding="utf-8")
     assert quantised_fo(tmp_path / "onnx-b") == {**smoothed, k: False}
     packed[R.SMOOTHING] = stored[:1]
     save_file(packed, str(art / R.WEIGHTS), metadata={"format": R.FORMAT})
-    meta["sha256"] = R.sha256_file(art / R.WEIGHTS)
+    meta["sha256"] = sha256_file(art / R.WEIGHTS)
     (art / R.META).write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(R.ReaderError, match="smoothing factors have shape"):
         R.Reader.load(state, tokenizer, model_id, art)
@@ -606,6 +607,7 @@ def test_distillation_pulls_the_student_towards_the_teacher() -> None:
     alone (``distil=1``) moves its own scores towards them."""
     import torch
 
+    from tests.conftest import SHARED
     from training.reader_train import (
         _soft_ce,
         _teacher_batch,
@@ -616,7 +618,6 @@ def test_distillation_pulls_the_student_towards_the_teacher() -> None:
         make_examples,
         train,
     )
-    from tests.conftest import SHARED
 
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
     state, tokenizer, _ = load_base()
@@ -654,8 +655,8 @@ def test_distillation_pulls_the_student_towards_the_teacher() -> None:
 def test_training_can_ship_the_mean_of_its_last_epochs() -> None:
     """``average_last``: the weights left in the net are the mean of the last epochs' weights,
     not the last epoch's nor the best one's."""
-    from training.reader_train import featurize, load_base, load_piaf, make_examples, train
     from tests.conftest import SHARED
+    from training.reader_train import featurize, load_base, load_piaf, make_examples, train
 
     passages, qas = load_piaf(SHARED / "eval" / "piaf-dev")
     state, tokenizer, _ = load_base()
@@ -729,8 +730,8 @@ def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
 def test_self_distillation_reads_the_previous_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--self-distil``: the first epoch learns the answers alone; the second also learns the span
     scores of the first epoch's checkpoint, read back in int8 ONNX. It needs ``--checkpoints``."""
-    from training.reader_train import main
     from tests.conftest import SHARED
+    from training.reader_train import main
 
     data = str(SHARED / "eval" / "piaf-dev")
     with pytest.raises(SystemExit):
@@ -754,8 +755,8 @@ def test_training_on_calib_takes_a_confidence_fitted_without_it(
     """``--train-splits train,calib`` trains on calib articles too, scores no epoch on them, and
     refuses test; ``--calibration-from`` copies a confidence fitted on another reader's calib
     readings, saying whose, and refuses a damaged source."""
-    from training.reader_train import main
     from tests.conftest import SHARED
+    from training.reader_train import main
 
     data = str(SHARED / "eval" / "piaf-dev")
     with pytest.raises(SystemExit):
@@ -780,3 +781,27 @@ def test_training_on_calib_takes_a_confidence_fitted_without_it(
 
     with pytest.raises(SystemExit, match="damaged"):
         main(["--calibration-from", str(damaged_copy(tmp_path / "damaged")), "--out", str(dest)])
+
+
+def test_the_reader_network_reads_e5_as_bert_does_over_the_engines_embedding_table(engine) -> None:  # type: ignore[no-untyped-def]
+    """Why the reader's network is written out (``build_net``) holds: the same hidden states as
+    transformers' BertModel on the e5 weights, and the reader search loads holds the engine's
+    embedding table itself, not a copy."""
+    import torch
+
+    bert = engine.embedder.model[0].auto_model.eval()
+    net = R.build_net()
+    net.load_state_dict(R.from_bert_state(bert.state_dict()), strict=False)
+    net.eval()
+    texts = ["query: qui a critiqué Salesforce ?", "passage: Des activistes ont critiqué le contrat signé."]
+    enc = engine.embedder.model.tokenizer(texts, padding=True, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    with torch.inference_mode():
+        want = bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = net.lower(ids, mask, len(net.layers))
+    real = mask.bool()  # padding positions are masked differently (-1e4 against -inf) and never read
+    assert float((got - want)[real].abs().max()) < 1e-4
+
+    reader = engine.answers.reader
+    table = bert.embeddings.word_embeddings.weight
+    assert reader.net.word.weight.data_ptr() == table.data_ptr() and reader.net.word.weight.shape == table.shape

@@ -18,6 +18,7 @@ fitted so with ``--calibration-from``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -31,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from indexer.files import sha256_file, staged_folder, write_atomic
 from search import reader as R
-from search.evaluate import SPLITS, split_of
+from search.evaluate import SPLITS, GoldRead, Question, gold_passage_scores, load_dataset, split_of
 
 
 @dataclass
@@ -52,32 +54,30 @@ class QA:
 
 
 def load_piaf(folder: Path) -> tuple[dict[str, Passage], list[QA]]:
+    """PIAF as the evaluation reads it (``evaluate.load_dataset``), in training's shape: every
+    passage with its sentence spans, and the questions ``placed_answers`` keeps."""
     from indexer.chunking import split_sentences
 
+    ds = load_dataset(folder)
     passages: dict[str, Passage] = {}
-    with (folder / "passages.jsonl").open(encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    for p in rows:
-        sents = [(s.start, s.end) for s in split_sentences(p["text"])] or [(0, len(p["text"]))]
-        passages[str(p["id"])] = Passage(str(p["id"]), p.get("title") or "", p["text"], sents)
-    qas = []
-    with (folder / "questions.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            q = json.loads(line)
-            pid = str(q["passage_id"])
-            if pid not in passages:
-                continue
-            text = passages[pid].text
-            answers = [
-                (a["text"], int(a["answer_start"]))
-                for a in q.get("answers", [])
-                if text[int(a["answer_start"]) : int(a["answer_start"]) + len(a["text"])] == a["text"]
-            ]
-            if answers:
-                qas.append(QA(str(q["qid"]), q["question"], pid, answers))
-    return passages, qas
+    for a in ds.articles:
+        sents = [(s.start, s.end) for s in split_sentences(a.text)] or [(0, len(a.text))]
+        passages[a.id] = Passage(a.id, a.title, a.text, sents)
+    return passages, placed_answers(ds.questions, passages)
+
+
+def placed_answers(questions: list[Question], passages: dict[str, Passage]) -> list[QA]:
+    """Training's filter: each question with only the answers whose text stands at their
+    ``answer_start`` (a training window is placed by that offset), and none of the questions left
+    without one. The evaluation compares answer texts and keeps them all: in PIAF dev the two
+    differ on one question of 4,655 (a train article's, whose offset misses its answer)."""
+    out = []
+    for q in questions:
+        text = passages[q.gold_doc].text
+        answers = [(a, i) for a, i in zip(q.answers, q.starts, strict=True) if i >= 0 and text[i : i + len(a)] == a]
+        if answers:
+            out.append(QA(q.qid, q.text, q.gold_doc, answers))
+    return out
 
 
 # One training example: the question, the window's text, the answer's start and end in the window
@@ -483,25 +483,22 @@ def add_teacher_logits(teacher: R.Reader, feats: list[R.Feature], batch: int = 3
 def gold_passage_eval(
     reader: R.Reader, passages: dict[str, Passage], qas: list[QA], centred: bool = True
 ) -> dict[str, float]:
-    """Reader alone: the best span of the gold passage (``Reader.read_passage``, never abstains)."""
-    em = f1 = 0.0
+    """Reader alone: the best span of the gold passage (``evaluate.gold_passage_scores``)."""
+    reads: list[GoldRead] = []
     for qa in qas:
         p = passages[qa.passage]
-        best = reader.read_passage(qa.question, p.text, p.sentences, p.title, centred)
-        e, f = R.best_em_f1(best.text, [a for a, _ in qa.answers])
-        em += e
-        f1 += f
-    n = max(1, len(qas))
-    return {"em": round(em / n, 4), "f1": round(f1 / n, 4), "questions": len(qas)}
+        reads.append((qa.question, p.text, p.sentences, p.title, [a for a, _ in qa.answers]))
+    em, f1 = gold_passage_scores(reader, reads, centred)
+    return {"em": round(em, 4), "f1": round(f1, 4), "questions": len(qas)}
 
 
 def write_calibration(cal: dict[str, Any], fitted_on: str, artifact_dir: Path = R.ARTIFACT_DIR) -> Path:
     """Store a refitted confidence in the reader's metadata (the weights, and their sha256, stay)."""
-    R.read_meta(artifact_dir)  # refuse to annotate a damaged artifact
-    path = artifact_dir / R.META
-    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta = R.read_meta(artifact_dir)  # refuse to annotate a damaged artifact
     meta["calibration"] = {**cal, "fitted_on": fitted_on}
-    path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # reader.json alone changes and the sha256 it records stays true: one atomic rename suffices
+    path = artifact_dir / R.META
+    write_atomic(path, _dumps(meta))
     return path
 
 
@@ -522,6 +519,13 @@ def borrowed_calibration(artifact_dir: Path) -> dict[str, Any]:
     return {**cal, "fitted_on": origin}
 
 
+# The artifact's two files change together: reader.json records the sha256 of reader.safetensors,
+# and the loader refuses a pair that disagrees. Replacing one file, then the other, would leave
+# such a pair after a crash between the two renames, whatever their order. So an artifact is
+# changed as a copy of its folder (``files.staged_folder``), which then takes the folder's place in
+# one step: a crash leaves the old artifact or the new one, each whole.
+
+
 def save_artifact(
     net: Any,
     base: dict[str, Any],
@@ -533,21 +537,12 @@ def save_artifact(
     """Write the packed weights (``reader.pack``) and their metadata, sha256 included; with
     ``smoothing_from`` (e5's BertModel state, tokenizer, model id), the int8 export's smoothing
     factors too (``store_smoothing``)."""
-    from safetensors.torch import save_file
-
     packed = R.pack(net.state_dict(), base, train_layers, len(net.layers))
-    dest.mkdir(parents=True, exist_ok=True)
-    save_file(packed, str(dest / R.WEIGHTS), metadata={"format": R.FORMAT})
-    meta = {
-        **meta,
-        "format": R.FORMAT,
-        "sha256": R.sha256_file(dest / R.WEIGHTS),
-        "trained_layers": train_layers,
-        "depth": len(net.layers),
-    }
-    (dest / R.META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if smoothing_from is not None:
-        meta["sha256"] = store_smoothing(dest, *smoothing_from)
+    meta = {**meta, "format": R.FORMAT, "sha256": "", "trained_layers": train_layers, "depth": len(net.layers)}
+    with staged_folder(dest) as stage:
+        meta = _write_artifact(stage, packed, meta)
+        if smoothing_from is not None:
+            meta = _add_smoothing(stage, *smoothing_from)
     return meta
 
 
@@ -556,19 +551,32 @@ def store_smoothing(dest: Path, bert_state: dict[str, Any], tokenizer: Any, mode
     as they ship (int8 deltas unpacked, as search loads them) and store them in the artifact's
     weights file, so that every machine exports the same int8 reader; returns the new sha256.
     """
-    from safetensors.torch import load_file, save_file
+    with staged_folder(dest) as stage:
+        meta = _add_smoothing(stage, bert_state, tokenizer, model_id)
+    return str(meta["sha256"])
 
-    reader = R.Reader.load(bert_state, tokenizer, model_id, dest)  # refuses a damaged artifact
-    packed = load_file(str(dest / R.WEIGHTS))
+
+def _add_smoothing(folder: Path, bert_state: dict[str, Any], tokenizer: Any, model_id: str) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    reader = R.Reader.load(bert_state, tokenizer, model_id, folder)  # refuses a damaged artifact
+    packed = load_file(str(folder / R.WEIGHTS))
     packed[R.SMOOTHING] = R.smoothing_factors(reader.net, tokenizer)
-    tmp = dest / (R.WEIGHTS + ".tmp")
-    save_file(packed, str(tmp), metadata={"format": R.FORMAT})
-    sha = R.sha256_file(tmp)
-    meta = json.loads((dest / R.META).read_text(encoding="utf-8"))
-    meta["sha256"] = sha
-    tmp.replace(dest / R.WEIGHTS)
-    (dest / R.META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return sha
+    return _write_artifact(folder, packed, reader.meta)
+
+
+def _write_artifact(folder: Path, packed: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """The weights and their metadata, written in place: ``folder`` is a staged copy."""
+    from safetensors.torch import save_file
+
+    save_file(packed, str(folder / R.WEIGHTS), metadata={"format": R.FORMAT})
+    meta = {**meta, "sha256": sha256_file(folder / R.WEIGHTS)}
+    (folder / R.META).write_text(_dumps(meta), encoding="utf-8")
+    return meta
+
+
+def _dumps(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -756,23 +764,24 @@ def main(argv: list[str] | None = None) -> None:
     calib = [] if "calib" in train_splits else by_split["calib"][: args.eval_limit]
     history: list[dict[str, Any]] = []
     cloze: dict[str, Any] = {}
+    # the recipe's optimisation, the same for the cloze stage and for PIAF's epochs
+    fit = functools.partial(
+        train,
+        net,
+        train_layers=args.layers,
+        batch=args.batch,
+        lr=args.lr,
+        layer_decay=args.layer_decay,
+        seed=args.seed,
+        bf16=bf16,
+        max_steps=args.max_steps,
+        log=log,
+    )
     if args.cloze > 0:
         folder = args.cloze_data or args.data.parent / "orangesum"
         cfeats = featurize(tokenizer, cloze_examples(folder, args.cloze, random.Random(args.seed), log))
         # one epoch with its own warm-up and decay: PIAF's schedule then starts afresh
-        train(
-            net,
-            lambda _e: cfeats,
-            args.layers,
-            1,
-            args.batch,
-            args.lr,
-            layer_decay=args.layer_decay,
-            seed=args.seed,
-            bf16=bf16,
-            max_steps=args.max_steps,
-            log=log,
-        )
+        fit(lambda _e: cfeats, epochs=1)
         cloze = {"windows": len(cfeats), "calib_after": gold_passage_eval(reader, passages, calib) if calib else None}
         log(f"after the cloze stage: calib (gold passage, {len(calib)} questions) {cloze['calib_after']}")
 
@@ -791,18 +800,9 @@ def main(argv: list[str] | None = None) -> None:
             )
         return m["f1"]
 
-    losses = train(
-        net,
+    losses = fit(
         epoch_feats,
-        args.layers,
-        args.epochs,
-        args.batch,
-        args.lr,
-        layer_decay=args.layer_decay,
-        seed=args.seed,
-        bf16=bf16,
-        max_steps=args.max_steps,
-        log=log,
+        epochs=args.epochs,
         on_epoch=on_epoch if calib else None,
         average_last=args.average_last,
         distil=args.distil if teacher is not None or args.self_distil else 0.0,
