@@ -36,8 +36,8 @@ class _Encoder:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         import torch
 
-        torch.set_num_threads(max(1, int(os.environ.get("SALON_RAY_THREADS", "1"))))
         s = Settings(**settings)
+        torch.set_num_threads(s.ray_threads)
         info = resolve_model(s)
         if info.model_id != model_id:  # another model file on this node: refuse, never mix vectors
             raise ModelError(f"this node resolves model {info.model_id!r}, the driver {model_id!r}")
@@ -111,7 +111,7 @@ class RayRunner:
         blocks = max(1, min(-(-len(items) // batch_size), 4 * size))
         ds = ray.data.from_items(items, override_num_blocks=blocks)
         # Settings travel as plain values; credentials are not needed by the encoders.
-        conf = self.settings.model_dump(mode="json", exclude={"milvus_token"})
+        conf = self.settings.model_dump(mode="json", exclude={"milvus_token", "admin_token"})
         out = ds.map_batches(
             _Encoder,
             fn_constructor_kwargs={"settings": conf, "model_id": embedder.info.model_id},

@@ -159,3 +159,14 @@ class Settings(BaseSettings):
         "unset encodes in process.",
     )
     ray_workers: int = Field(0, ge=0, description="Ray actors encoding at once (0 = one per CPU of the cluster).")
+    ray_threads: int = Field(
+        1,
+        ge=1,
+        description="PyTorch threads in each Ray encoding actor; each actor holds one CPU of its node, so more than "
+        "1 makes actors on a node share cores.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that POST /admin/reload requires (Authorization: Bearer …); unset, admin "
+        "routes answer 403. Never logged.",
+    )

@@ -98,19 +98,23 @@ def test_admin_reload_swaps_generation_and_refuses_a_damaged_one(settings, embed
 
     from indexer import layout
     from indexer.build import build_index
+    from indexer.settings import Settings
     from search.engine import Engine
     from web.app import State, create_app
 
     corpus = tmp_path / "c"
     corpus.mkdir()
     (corpus / "a.md").write_text("---\ntitle: Foire\n---\nLa foire de Lyon a ouvert.", encoding="utf-8")
-    s = settings.model_copy(update={"index_dir": tmp_path / "i"})
-    first = build_index(corpus, s.index_dir, embedder, s, progress=False)
     monkeypatch.setenv("SALON_ADMIN_TOKEN", "sekret")
+    s = Settings(index_dir=tmp_path / "i")  # the token from the environment, as `salon serve` reads it
+    assert s.admin_token is not None and "sekret" not in repr(s)
+    first = build_index(corpus, s.index_dir, embedder, s, progress=False)
     app = create_app(s, State(s, embedder, Engine.open(s.index_dir, s, embedder), None))
     with TestClient(app) as c:
         assert c.get("/health").json()["generation"] == first.generation.name
         assert c.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/admin/reload", headers={"Authorization": "sekret"}).status_code == 401  # no scheme
+        assert c.post("/admin/reload").json()["error"]["code"] == "unauthorized"
         (corpus / "b.md").write_text("---\ntitle: Nautique\n---\nLe salon nautique ouvre.", encoding="utf-8")
         second = build_index(corpus, s.index_dir, embedder, s, progress=False)
         r = c.post("/admin/reload", headers={"Authorization": "Bearer sekret"})

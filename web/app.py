@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -99,6 +99,9 @@ def get_engine(request: Request) -> Engine:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StateDep = Annotated[State, Depends(get_state)]
+# The admin token, as `Authorization: Bearer …` (the scheme in any case); none: None, and the
+# route answers with Salon's error shape rather than FastAPI's.
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
 def wants_html(request: Request) -> bool:
@@ -315,11 +318,11 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         summary="Serve the newest index generation (needs SALON_ADMIN_TOKEN)",
         responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
     )
-    def admin_reload(request: Request, st: StateDep) -> Any:
-        token = os.environ.get("SALON_ADMIN_TOKEN", "")
+    def admin_reload(st: StateDep, bearer: BearerDep) -> Any:
+        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
         if not token:
             raise SearchError("admin_disabled", "admin routes are off: set SALON_ADMIN_TOKEN", 403)
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        given = bearer.credentials if bearer is not None else ""
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise SearchError("unauthorized", "bad or missing bearer token", 401)
         try:
