@@ -122,3 +122,23 @@ def test_reader_metadata_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
         (tmp_path / R.META).write_text(json.dumps({**meta, **bad}), encoding="utf-8")
         with pytest.raises(R.ReaderError, match=next(iter(bad))):
             R.read_meta(tmp_path)
+
+
+def test_a_milvus_generations_meta_is_read_validated() -> None:
+    from indexer import milvus as mv
+
+    class Client:  # the one call read_meta makes, as milvus-lite answers it
+        def __init__(self, rows: dict[str, str]) -> None:
+            self.rows = rows
+
+        def query(self, name: str, filter: str, output_fields: list[str]) -> list[dict[str, str]]:
+            return [{"key": k, "value": v} for k, v in self.rows.items()]
+
+    stats = mv.Stats(10, 10, 40, 3, 120, 17.5)
+    rows = {"manifest": json.dumps(asdict(_manifest())), "stats": json.dumps(asdict(stats)), "facets": '["Lyon"]'}
+    assert mv.read_meta(Client(rows), "salon_g1_meta", "g1") == (_manifest(), stats, ["Lyon"])
+    bad = {**rows, "manifest": json.dumps({**asdict(_manifest()), "counts": [3]})}
+    with pytest.raises(layout.IndexCorrupt, match=r"Milvus generation g1: .*counts"):
+        mv.read_meta(Client(bad), "salon_g1_meta", "g1")
+    with pytest.raises(layout.IndexCorrupt, match="no manifest"):
+        mv.read_meta(Client({"stats": rows["stats"]}), "salon_g1_meta", "g1")
