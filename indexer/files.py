@@ -40,6 +40,18 @@ def parse_json(kind: type[T], text: str | bytes, refuse: Callable[[str], Excepti
         raise refuse(f"{exc.error_count()} field(s) not as expected ({problems})") from exc
 
 
+def first_mismatch(folder: Path, digests: dict[str, str]) -> tuple[str, str] | None:
+    """The first file of ``digests`` (path relative to ``folder`` → sha256) that is not there as
+    recorded: (its path, "missing" or "damaged"); None when every one is."""
+    for rel, digest in digests.items():
+        p = folder / rel
+        if not p.is_file():
+            return rel, "missing"
+        if sha256_file(p) != digest:
+            return rel, "damaged"
+    return None
+
+
 def fsync_dir(path: Path) -> None:
     """Make the renames and new names in folder ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ConfigDict
 
-from indexer.files import parse_json, sha256_file, write_atomic
+from indexer.files import first_mismatch, parse_json, sha256_file, write_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -119,12 +119,11 @@ def checksum_tree(folder: Path) -> dict[str, str]:
 
 def verify(folder: Path, manifest: Manifest) -> None:
     """Refuse a generation whose files do not match the manifest's checksums."""
-    for rel, digest in manifest.files.items():
-        p = folder / rel
-        if not p.is_file():
-            raise IndexCorrupt(f"index {folder.name} is missing {rel}; rebuild with `salon index`")
-        if sha256_file(p) != digest:
-            raise IndexCorrupt(f"index {folder.name}: {rel} is damaged (checksum mismatch); rebuild with `salon index`")
+    bad = first_mismatch(folder, manifest.files)
+    if bad is not None and bad[1] == "missing":
+        raise IndexCorrupt(f"index {folder.name} is missing {bad[0]}; rebuild with `salon index`")
+    if bad is not None:
+        raise IndexCorrupt(f"index {folder.name}: {bad[0]} is damaged (checksum mismatch); rebuild with `salon index`")
 
 
 def current_generation(index_dir: Path) -> Path:

@@ -192,6 +192,27 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def mean_pooled(bert: Any, from_embeddings: bool = False) -> Any:
+    """A module for export: e5's encoder (a transformers BertModel), mean pooling over the real
+    tokens, normalisation. Fed (token ids, attention mask), or with ``from_embeddings`` (their
+    word embeddings, attention mask)."""
+    import torch
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            given = {"inputs_embeds": x} if from_embeddings else {"input_ids": x}
+            h = self.bert(attention_mask=mask, **given).last_hidden_state
+            m = mask.unsqueeze(-1).to(h.dtype)
+            v = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(v, dim=-1)
+
+    return MeanPooled().eval()
+
+
 class OnnxQueryEncoder:
     """One query at a time through ONNX Runtime: ~2× faster than PyTorch for a single short text.
 
@@ -223,24 +244,10 @@ class OnnxQueryEncoder:
     @staticmethod
     def export(model: SentenceTransformer, dest: Path) -> None:
         """Transformer → mean pooling → normalise, as one ONNX graph at ``dest``."""
-        import torch
-
         bert = model[0].auto_model.eval()  # type: ignore[union-attr]
-
-        class MeanPooled(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.bert = bert
-
-            def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-                h = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-                m = mask.unsqueeze(-1).to(h.dtype)
-                v = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-                return torch.nn.functional.normalize(v, dim=-1)
-
         sample = OnnxQueryEncoder.feed(model, list(OnnxQueryEncoder.PROBES[:2]))
         dynamic = {n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask")}
-        export(MeanPooled().eval(), sample, dest, ["embedding"], dynamic)
+        export(mean_pooled(bert), sample, dest, ["embedding"], dynamic)
 
     @staticmethod
     def feed(model: SentenceTransformer, texts: list[str]) -> dict[str, np.ndarray]:
