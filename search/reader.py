@@ -443,7 +443,8 @@ FEATURES = (
     "foreign",  # 1 when the question's language is not its article's (search/answer.py question_language)
 )
 DEFAULT_FEATURES = ("margin", "order", "sentence_logit")  # calibrations that name none used these
-# What `salon eval --fit-reader` fits on: chosen with bench/reader_calibration.py (docs/quality.md).
+# What `salon eval --fit-reader` fits on: chosen by bench/reader_calibration.py (an experiment git
+# keeps; docs/quality.md).
 # Cross-validated on calib, the cosine and term coverage as two features beat the heuristic's
 # single logit of them (answered at precision 0.85: 0.41 against 0.30); rank, span probability
 # and agreement added nothing, nor (later) did the span's own type, echo of the question and
@@ -682,7 +683,7 @@ class Reader:
         flattens. Keeping those products in fp32 (the former int8) held F1 within a point but left
         a third of the time in them. Now each is smoothed instead (``smoothing_factors``), and
         layers whose activations reach past ``SMOOTH_OUTLIER`` keep those products in fp32: calib
-        F1 0.574 against 0.572 for the former int8 and 0.579 for fp32 (bench/reader_gold.py),
+        F1 0.574 against 0.572 for the former int8 and 0.579 for fp32 (the reader on gold passages),
         reads ~20 % faster; smoothing all 12 cost 1.2 points.
 
         The factors are the artifact's own (``SMOOTHING`` in reader.safetensors) when it stores

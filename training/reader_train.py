@@ -12,8 +12,8 @@ passage of another article (the reader learns to abstain). Windows are drawn afr
 epoch. All 12 encoder layers and the head are trained (layer-wise learning-rate decay: the top
 layer at ``--lr``, each layer below × 0.85); the embedding table stays e5's; the mean of the last
 3 epochs' weights ships. About 65 minutes on 2 cores (88 with calib); then fit the answer
-confidence with ``bench/reader_calibration.py ../shared/eval/piaf-dev --write``, or take one
-fitted so with ``--calibration-from``.
+confidence with ``python -m training.calibration`` (``salon train-reader`` runs every stage), or
+take one fitted so with ``--calibration-from``.
 """
 
 from __future__ import annotations
