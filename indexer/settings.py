@@ -162,8 +162,8 @@ class Settings(BaseSettings):
     ray_threads: int = Field(
         1,
         ge=1,
-        description="PyTorch threads in each Ray encoding actor; each actor holds one CPU of its node, so more than "
-        "1 makes actors on a node share cores.",
+        description="PyTorch threads in each Ray encoding actor, as set where the build runs (the actors get the "
+        "build's settings); each actor holds one CPU of its node, so more than 1 makes a node's actors share cores.",
     )
     admin_token: SecretStr | None = Field(
         None,
