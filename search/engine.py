@@ -54,9 +54,20 @@ class Engine:
     def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
         self.store = store
         self.embedder = embedder
-        self.settings = settings
         self.answers = AnswerFinder(settings, embedder)
+        self.settings = settings
         embedder.query_encoder()  # export/load the fast query path now, not on the first query
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        # One settings object for the whole engine: the answer step reads the engine's, so that a
+        # caller who swaps them (evaluate: thresholds at 0 to score "never abstaining") moves both.
+        self._settings = settings
+        self.answers.settings = settings
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod

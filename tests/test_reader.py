@@ -376,8 +376,9 @@ def test_damaged_artifact_is_refused_and_sentences_answer(engine, tmp_path: Path
 
     bad = damaged_copy(tmp_path / "reader_model")
     eng = copy.copy(engine)
-    eng.settings = engine.settings.model_copy(update={"reader_dir": bad})
-    eng.answers = AnswerFinder(eng.settings, eng.embedder)
+    s = engine.settings.model_copy(update={"reader_dir": bad})
+    eng.answers = AnswerFinder(s, eng.embedder)  # its own, before the settings move with it
+    eng.settings = s
     assert eng.answers.reader is None and "damaged" in (eng.answers.reader_error or "")
     a = eng.search("qui a critiqué Salesforce ?", k=5).answer  # the sentence answer, as before the reader
     assert a is not None and ACTIVISTS in a.text
