@@ -392,7 +392,7 @@ def fit_answer_confidence(
     0.67 or 0.89 (0.69 or 0.83 for the former reader), where the model's expectation gave 0.73 or
     0.76 (0.76 or 0.78). Held out, it answered more (0.322 against 0.252) at precision 0.832
     against 0.857, the counted rule's figure coming from thresholds 0.22 apart
-    (the "threshold rule" experiment of bench/reader_calibration.py, which git keeps; docs/quality.md).
+    (the "threshold rule" experiment, docs/quality.md).
     """
     from search.reader import CALIBRATION_FEATURES, fit_logistic
 

@@ -18,9 +18,8 @@ from indexer.settings import Settings
 from salon.cli import main
 from tests.conftest import ROOT
 
-PAGES = sorted([ROOT / "README.md", ROOT / "CHANGELOG.md", *(ROOT / "docs").glob("*.md")]) + [
-    ROOT / "search" / "reader_model" / "MODEL_CARD.md"
-]
+MANUAL = sorted([ROOT / "README.md", ROOT / "CHANGELOG.md", *(ROOT / "docs").glob("*.md")])
+PAGES = [*MANUAL, ROOT / "search" / "reader_model" / "MODEL_CARD.md"]
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.M | re.S)
 SHELL_STOP = {"|", "||", "&&", ";", ">", ">>", "<", "&", "2>", "2>&1"}
 
@@ -83,7 +82,9 @@ def test_every_command_shown_parses() -> None:
             argv = _argv(line)
             try:
                 ctx = main.make_context("salon", list(argv))
-                rest = [*ctx.protected_args, *ctx.args] if hasattr(ctx, "protected_args") else ctx.args
+                # the group's subcommand and its arguments (click 8.2 keeps them in _protected_args)
+                held = vars(ctx).get("_protected_args", vars(ctx).get("protected_args", []))
+                rest = [*held, *ctx.args]
                 if rest:
                     name, cmd, sub = main.resolve_command(ctx, rest)
                     assert cmd is not None
