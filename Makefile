@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SALON := $(VENV)/bin/salon
 STAMP := $(VENV)/.installed-v2
-# Ray and Milvus (issue #11) are an extra the tests install; `make run` never needs them.
+# Ray and Milvus are an extra the tests install; `make run` never needs them.
 SCALE_STAMP := $(VENV)/.installed-scale-v1
 
 .PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-txtai bench-memory bench-reader bench-build bench-load bench-encode bench-scale bench-ann bench-milvus bench-ray plots chromium clean
@@ -29,7 +29,7 @@ scale: $(SCALE_STAMP)
 model: setup
 	$(SALON) model
 
-index: setup
+index: model
 	$(SALON) index --if-missing
 
 run: index

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from report import pct, write_json
 
-from indexer.model import Embedder, OnnxQueryEncoder, native_bf16
+from indexer.model import Embedder, native_bf16
 from indexer.settings import Settings
 
 
@@ -136,7 +136,9 @@ def main() -> None:
 
         return go
 
-    onnx = emb.query_encoder()
+    from search.runtime import Runtime
+
+    serving = Runtime.prepared(emb, settings)  # the ONNX graph search runs, from the shared fp16 table
     rows: list[tuple[str, float]] = []
 
     def measure(name: str, fn: Callable[[], object], threads: int | None = None) -> None:
@@ -160,8 +162,7 @@ def main() -> None:
     for bs in (8, 16, 32, 64):
         measure(f"PyTorch bf16, bs {bs}, length-sorted", batched(lambda b: emb._forward_torch(b, "bf16"), bs))
     measure("PyTorch bf16, bs 16, 1 thread", batched(lambda b: emb._forward_torch(b, "bf16"), 16), threads=1)
-    if onnx is not None:
-        measure("ONNX Runtime fp32, bs 16, length-sorted", batched(lambda b: onnx(model, b), 16))
+    measure("ONNX Runtime fp32 (serving graph), bs 16, length-sorted", batched(serving.encode, 16))
     mine = f"Embedder.encode ({emb.precision}, bs {settings.batch_size}) ◀ salon index"
     measure(mine, lambda: emb.encode(texts, emb.passage_prompt, None, settings.batch_size))
 
@@ -191,13 +192,9 @@ def main() -> None:
         ("PyTorch fp32 forward", timed(one(lambda b: emb._forward_torch(b, "fp32")), len(qs))),
         ("PyTorch bf16 forward", timed(one(lambda b: emb._forward_torch(b, "bf16")), len(qs))),
     ]
-    if onnx is not None:
-        path = next(Path(emb.onnx_dir or ".").glob("*.onnx"))
-        one_thread = OnnxQueryEncoder(path, threads=1)
-        qrows.append(("ONNX Runtime, 1 thread", timed(one(lambda b: one_thread(model, b)), len(qs))))
-        qrows.append(("ONNX Runtime, all cores", timed(one(lambda b: onnx(model, b)), len(qs))))
+    qrows.append(("ONNX Runtime (serving graph)", timed(one(serving.encode), len(qs))))
     qrows.append(
-        ("Embedder.encode_query ◀ engine", timed(lambda: emb.encode_query(heads[next(it) % len(heads)]), len(qs)))
+        ("Runtime.encode_query ◀ engine", timed(lambda: serving.encode_query(heads[next(it) % len(heads)]), len(qs)))
     )
     qlen = np.mean([len(x) for x in model.tokenizer(qs)["input_ids"]])
     print(

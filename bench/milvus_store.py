@@ -79,7 +79,7 @@ def main() -> None:
     lat: dict[str, list[tuple[float, float, float]]] = {k: [] for k in engines}
     same = 0
     for q in qs:
-        qv = embedder.encode_query(q)
+        qv = engines["local"].runtime.encode_query(q)
         tops = {}
         for name, e in engines.items():
             total, dense, lex, top = timed(e, q, qv)

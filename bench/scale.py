@@ -70,7 +70,7 @@ class CachedOrRandom(Embedder):
     """
 
     def __init__(self, base: Embedder) -> None:
-        super().__init__(base.info, base.model, base.cache, base.precision, base.query_runtime, base.onnx_dir)
+        super().__init__(base.info, base.model, base.cache, base.precision)
         self.random = 0
         self.real = 0
         self._rng = np.random.default_rng(0)
@@ -161,7 +161,7 @@ def in_process(where: Path, embedder: Embedder, settings: Settings, qs: list[str
         # Stages timed apart, on the same query, for the breakdown (the sum of stages < total:
         # the rest is fusion, the sentence second stage, answers and result assembly).
         t0 = time.perf_counter()
-        qv = embedder.encode_query(q)
+        qv = engine.runtime.encode_query(q)
         t1 = time.perf_counter()
         engine.store.view().dense(qv, settings.candidates, None)
         t2 = time.perf_counter()

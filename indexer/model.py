@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from indexer.export import checked_session, cosine_gap, export, open_session
 from indexer.files import sha256_file
 from indexer.settings import DEFAULT_MODEL, Settings
 
@@ -213,53 +212,15 @@ def mean_pooled(bert: Any, from_embeddings: bool = False) -> Any:
     return MeanPooled().eval()
 
 
-class OnnxQueryEncoder:
-    """One query at a time through ONNX Runtime: ~2× faster than PyTorch for a single short text.
-
-    For one query the model's arithmetic is small (~18 tokens × 43 MFLOP) and PyTorch's per-op
-    dispatch dominates; ONNX Runtime runs the same graph with fused kernels (bench/encode.py).
-    Batches stay on PyTorch, whose bf16 kernels are faster where the CPU has them.
-    The graph is exported once from the loaded model (Transformer → mean pooling → normalise)
-    into the cache and checked against PyTorch before use.
-    """
-
-    PROBES = (
-        "query: qui a critiqué Salesforce ?",
-        "query: Who spoke at Dreamforce 2019 in San Francisco?",
-        "passage: Le Salon du e-Marketing s'est tenu à Paris du 24 au 26 janvier 2012, avec 150 exposants.",
+def mean_pooling_model(model: SentenceTransformer) -> bool:
+    """Whether ``model`` is a Transformer, mean pooling, then only normalisation: what the
+    serving graph (indexer/serving.py, ``mean_pooled``) reproduces."""
+    names = [type(m).__name__ for m in model]
+    if names[:2] != ["Transformer", "Pooling"] or any(n != "Normalize" for n in names[2:]):
+        return False
+    return getattr(model[1], "pooling_mode", "mean") == "mean" or bool(
+        getattr(model[1], "pooling_mode_mean_tokens", False)
     )
-
-    def __init__(self, path: Path, threads: int = 0, session: Any = None) -> None:
-        self.session = session if session is not None else open_session(path, threads)
-
-    @staticmethod
-    def supported(model: SentenceTransformer) -> bool:
-        names = [type(m).__name__ for m in model]
-        if names[:2] != ["Transformer", "Pooling"] or any(n != "Normalize" for n in names[2:]):
-            return False
-        return getattr(model[1], "pooling_mode", "mean") == "mean" or bool(
-            getattr(model[1], "pooling_mode_mean_tokens", False)
-        )
-
-    @staticmethod
-    def export(model: SentenceTransformer, dest: Path) -> None:
-        """Transformer → mean pooling → normalise, as one ONNX graph at ``dest``."""
-        bert = model[0].auto_model.eval()  # type: ignore[union-attr]
-        sample = OnnxQueryEncoder.feed(model, list(OnnxQueryEncoder.PROBES[:2]))
-        dynamic = {n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask")}
-        export(mean_pooled(bert), sample, dest, ["embedding"], dynamic)
-
-    @staticmethod
-    def feed(model: SentenceTransformer, texts: list[str]) -> dict[str, np.ndarray]:
-        """The session's inputs for ``texts`` (padded, truncated as the model truncates)."""
-        enc = model.tokenizer(
-            texts, padding=True, truncation=True, max_length=model.max_seq_length, return_tensors="np"
-        )
-        return {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
-
-    def __call__(self, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
-        vecs: np.ndarray = np.asarray(self.session.run(None, self.feed(model, texts))[0], dtype=np.float32)
-        return vecs
 
 
 def onnx_dir(settings: Settings) -> Path:
@@ -276,17 +237,12 @@ class Embedder:
         model: SentenceTransformer,
         cache: EmbeddingCache | None = None,
         precision: str = "auto",
-        query_runtime: str = "torch",
-        onnx_dir: Path | None = None,
     ):
         self.info = info
+        self.serving: Any = None  # the serving runtime made from this model (search/runtime.py keeps it here)
         self.model = model
         self.cache = cache
         self.precision = resolve_precision(precision)
-        self.query_runtime = query_runtime
-        self.onnx_dir = onnx_dir
-        self._onnx: OnnxQueryEncoder | None = None
-        self._onnx_tried = False
         self.dim = int(model.get_embedding_dimension() or 0)
         self.last_encoded = 0  # texts actually run through the model by the last encode()
         self.last_tokens = 0  # and their tokens, specials included (throughput figures)
@@ -299,47 +255,7 @@ class Embedder:
     def from_settings(cls, settings: Settings, use_cache: bool = True) -> Embedder:
         info = resolve_model(settings)
         cache = EmbeddingCache(Path(settings.cache_dir) / "embeddings.sqlite") if use_cache else None
-        return cls(
-            info,
-            load_model(info),
-            cache,
-            settings.precision,
-            settings.query_runtime,
-            onnx_dir(settings),
-        )
-
-    def query_encoder(self) -> OnnxQueryEncoder | None:
-        """The ONNX single-query path, exported on first use; None where it does not apply.
-
-        With query_runtime=auto any failure (no onnxruntime, a model it cannot export, vectors
-        that disagree with PyTorch) falls back to PyTorch with a warning; with onnx it is an error.
-        """
-        if self._onnx_tried:
-            return self._onnx
-        self._onnx_tried = True
-        if self.query_runtime == "torch" or self.onnx_dir is None:
-            return None
-        try:
-            if not OnnxQueryEncoder.supported(self.model):
-                raise ModelError("the model's pooling is not mean pooling; the ONNX path only covers that")
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.info.model_id)
-            path = self.onnx_dir / f"{safe}.onnx"
-            if not path.is_file():
-                print(f"salon: exporting the query encoder to ONNX ({path.name}, once, ~10 s)…", file=sys.stderr)
-            probes = list(OnnxQueryEncoder.PROBES)
-            session = checked_session(
-                path,
-                lambda tmp: OnnxQueryEncoder.export(self.model, tmp),
-                [(OnnxQueryEncoder.feed(self.model, probes), [self._forward_torch(probes, "fp32")])],
-                tolerance=1e-4,  # cosine ≥ 0.9999 on every probe
-                gap=cosine_gap,
-            )
-            self._onnx = OnnxQueryEncoder(path, session=session)
-        except Exception as exc:
-            if self.query_runtime == "onnx":
-                raise ModelError(f"ONNX query encoder unavailable: {exc}") from exc
-            print(f"salon: warning: queries encoded with PyTorch (ONNX path unavailable: {exc})", file=sys.stderr)
-        return self._onnx
+        return cls(info, load_model(info), cache, settings.precision)
 
     def forward(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings of already-prompted texts, one batch, no cache.
@@ -486,11 +402,9 @@ class Embedder:
         return len(self.model.tokenizer(self.passage_prompt + text, add_special_tokens=True)["input_ids"])
 
     def encode_query(self, text: str) -> np.ndarray:
-        enc = self.query_encoder()
-        if enc is not None:
-            vec: np.ndarray = enc(self.model, [self.query_prompt + text])[0]
-            return vec
-        return self.encode([text], self.query_prompt)[0]
+        """A query's vector through PyTorch (search runs the same graph in ONNX Runtime: search/runtime.py)."""
+        vec: np.ndarray = self.encode([text], self.query_prompt)[0]
+        return vec
 
     def encode(
         self, texts: Sequence[str], prompt: str, progress: str | None = None, batch_size: int = 16

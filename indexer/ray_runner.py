@@ -41,7 +41,7 @@ class _Encoder:
         info = resolve_model(s)
         if info.model_id != model_id:  # another model file on this node: refuse, never mix vectors
             raise ModelError(f"this node resolves model {info.model_id!r}, the driver {model_id!r}")
-        self.embedder = Embedder(info, load_model(info), None, s.precision, "torch", None)
+        self.embedder = Embedder(info, load_model(info), None, s.precision)
         import ray
 
         self.node = ray.get_runtime_context().get_node_id()

@@ -46,18 +46,13 @@ class Settings(BaseSettings):
         "late",
         description="How sentence vectors are made: 'late' pools each sentence's tokens from its chunk's "
         "forward pass (one pass per chunk, sentences read in context); 'separate' encodes each sentence "
-        "again on its own (twice the tokens; bench/late_chunking.py compares them).",
+        "again on its own (twice the tokens for 0.002 R@1; docs/performance.md, tried and not kept).",
     )
     batch_size: int = Field(16, ge=1, le=1024, description="Texts per embedding batch.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description="Arithmetic of the encoder: bf16 runs 2.5× faster where the CPU has native bf16 "
         "(AVX512-BF16/AMX) with cosine ≥ 0.9999 to fp32; auto picks it only there.",
-    )
-    query_runtime: Literal["auto", "onnx", "torch"] = Field(
-        "auto",
-        description="How single queries are encoded: ONNX Runtime (about 2× faster for one short "
-        "text, exported once into the cache) or PyTorch; auto uses ONNX where it works.",
     )
     ann: Literal["auto", "flat", "hnsw"] = Field(
         "auto",
@@ -76,8 +71,8 @@ class Settings(BaseSettings):
     rerank_weights: tuple[float, ...] = Field(
         (1.0, 1.131, 0.025, 0.372, 0.004, 0.056, 1.202, 0.059, 0.073),
         description="Second-stage weights of Engine.FEATURES (chunk cosine, best-sentence cosine, "
-        "BM25/max, sentence and chunk term coverage, reciprocal ranks…); fitted for sentence vectors pooled "
-        "from the chunk pass by bench/pooling.py (same procedure as bench/tune.py).",
+        "BM25/max, sentence and chunk term coverage, reciprocal ranks…); fitted on the fit half of PIAF dev "
+        "for sentence vectors pooled from the chunk pass (docs/quality.md).",
     )
     answer_threshold: float = Field(
         0.5, ge=0, le=1, description="Confidence under which no answer is given (sentence answers, reader off)."

@@ -17,6 +17,14 @@ import click
 from indexer.settings import Settings
 
 
+def without_torch() -> None:
+    """Serving runs on ONNX Runtime and needs no PyTorch; mark it absent, as on a machine without
+    it, before anything loads. Else spaCy's thinc would import it (276 MB, 2 s) on its own, only
+    to offer PyTorch layers that no pipeline of Salon uses."""
+    if "torch" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]
+
+
 def _settings(ctx: click.Context) -> Settings:
     s: Settings = ctx.obj
     return s
@@ -98,6 +106,9 @@ def index(
             click.echo("waiting for any other build of this index to finish…", err=True)
         runner = runner_from_settings(s)
         result = build_index(corpus, index_dir, embedder, s, progress=not quiet, wait=wait, runner=runner)
+        from search.runtime import Runtime
+
+        Runtime.prepared(embedder, s)  # what `salon serve` runs, made now if missing: serving never exports
     except (CorpusError, ModelError, layout.IndexError_) as exc:
         raise click.ClickException(str(exc)) from exc
     m = result.manifest
@@ -175,6 +186,7 @@ def search(
     store: str | None,
 ) -> None:
     """Search the index and print the best passages (answer first for a question)."""
+    without_torch()
     from search.types import Filters, SearchError
 
     s = _settings(ctx)
@@ -203,20 +215,35 @@ def search(
 @main.command()
 @click.pass_context
 def model(ctx: click.Context) -> None:
-    """Show the embedding model, preparing it first if needed."""
+    """Prepare what serving runs (once) and show the model.
+
+    From the PyTorch model: the query encoder's and the reader's ONNX graphs, the shared
+    word-embedding table and the tokenizer, each checked against PyTorch; a missing or damaged
+    file is made again.
+    """
     from indexer.model import Embedder, ModelError
+    from search.reader import ARTIFACT_DIR, ReaderError, onnx_file
+    from search.runtime import Runtime
 
     s = _settings(ctx)
     try:
         emb = Embedder.from_settings(s, use_cache=False)
-        runtime = "onnx" if emb.query_encoder() is not None else "torch"
+        runtime = Runtime.prepared(emb, s)
     except ModelError as exc:
         raise click.ClickException(str(exc)) from exc
     info, m = emb.info, emb.model
+    reader = "off (SALON_READER=false)"
+    if s.reader:
+        try:
+            r = runtime.reader(s.reader_dir or ARTIFACT_DIR, s.reader_int8)
+            reader = onnx_file(str(r.meta["sha256"]), s.reader_int8)
+        except ReaderError as exc:
+            reader = f"unavailable, answers will be sentences ({exc})"
     click.echo(
         f"name:     {info.name}\nid:       {info.model_id}\npath:     {info.path}\n"
         f"dim:      {m.get_embedding_dimension()}\nprompts:  {m.prompts}\n"
-        f"max len:  {m.max_seq_length}\nbatches:  PyTorch {emb.precision}\nqueries:  {runtime}"
+        f"max len:  {m.max_seq_length}\nbuilds:   PyTorch {emb.precision}\n"
+        f"serving:  {runtime.folder} (ONNX Runtime)\nreader:   {reader}"
     )
 
 
@@ -378,6 +405,7 @@ def train_reader(
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, index_dir: Path | None) -> None:
     """Serve the search page and the JSON API."""
+    without_torch()
     import uvicorn
 
     from web.app import create_app

@@ -15,10 +15,10 @@ from search.reader import sigmoid
 from search.types import Answer, ArticleInfo
 
 if TYPE_CHECKING:
-    from indexer.model import Embedder
     from indexer.settings import Settings
     from search.candidates import Candidate
     from search.reader import Reader, ReadSpan, Window
+    from search.runtime import Runtime
     from search.store import Sentences, StoreView
 
 _QWORDS = {
@@ -156,9 +156,9 @@ def is_question(query: str) -> bool:
 
 
 # Calibration of the answer confidence: a logistic model over (sentence similarity, query-term
-# coverage, type match), fitted on half of the PIAF dev questions (bench/quality.py --calibrate)
+# coverage, type match), fitted on half of the PIAF dev questions
 # against "the sentence contains a gold answer". Re-fit when the model or features change.
-# Re-fitted (bench/pooling.py, fit half) when sentence vectors became pooled from the chunk pass:
+# Re-fitted on the fit half when sentence vectors became pooled from the chunk pass:
 # contextual sentence vectors are closer to each other, so similarity weighs less, coverage more.
 CALIBRATION = {"bias": -13.666, "sim": 12.84, "cov": 4.181, "type": 0.241, "rank": -0.705}
 
@@ -187,12 +187,12 @@ class AnswerFinder:
     """Answers for question searches: the trained reader's span inside its sentence (default),
     or, when the reader is off or its artifact cannot be used, the best sentence alone."""
 
-    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
         self.settings = settings
         self.reader: Reader | None = None
         self.reader_error: str | None = None
         if settings.reader:
-            self.reader, self.reader_error = load_reader(settings, embedder)
+            self.reader, self.reader_error = load_reader(settings, runtime)
 
     @property
     def threshold(self) -> float:
@@ -203,8 +203,10 @@ class AnswerFinder:
         return self.reader.threshold if s.reader_threshold is None else s.reader_threshold
 
     def warm(self) -> None:
-        """Load the French pipeline now rather than on the first question."""
-        _nlp()
+        """Load the French pipeline now rather than on the first question, where answers need it:
+        sentence answers parse their sentence for a short span; the reader's never do."""
+        if self.reader is None:
+            _nlp()
 
     def _sentence_rows(self, cands: list[Candidate]) -> list[tuple[int, int, Sentences, int]]:
         """(sentence row, candidate rank, the candidate's sentences, index among them), once each."""
@@ -401,8 +403,7 @@ class AnswerFinder:
         such readings, calib's English questions held out: answered 0.219 at precision 0.850
         against 0.219 at 0.830 without; noise-sized in the aggregate, and the windows that hold the
         answer go from 48 % to 61 % of the questions (docs/quality.md, Reader, round 6).
-        ``order`` is each window's place in that sequence, as ``bench/reader_windows.py`` numbers
-        them.
+        ``order`` is each window's place in that sequence.
         """
         done = {(p[1].article, p[0].offset) for p in picked}
         seen: list[tuple[Window, Sentences]] = []
@@ -434,7 +435,7 @@ class AnswerFinder:
         quantity for « combien »: ``span_kind``) is not shown, in French or English articles
         (the words it looks for are theirs): « quand a eu lieu Dreamforce 2019 ? » was answered
         « son entreprise » at 0.87. On calib it removes 1 of 303 answers, « les ventes de disques
-        étaient infimes » for a « combien » (bench/reader_span_type.py); the question's next
+        étaient infimes » for a « combien »; the question's next
         reading may answer instead.
         """
         qtype = question_type(query)
@@ -542,26 +543,15 @@ def passage_evidence(cands: list[Candidate]) -> list[tuple[float, float]]:
     return [c.evidence or (0.0, 0.0) for c in cands]
 
 
-def load_reader(settings: Settings, embedder: Embedder) -> tuple[Reader | None, str | None]:
-    """The trained reader over the embedder's e5 weights, or (None, why): sentence answers then."""
+def load_reader(settings: Settings, runtime: Runtime) -> tuple[Reader | None, str | None]:
+    """The trained reader over the runtime's networks, or (None, why): sentence answers then."""
     import sys
 
-    from search.reader import ARTIFACT_DIR, Reader, ReaderError
+    from search.reader import ARTIFACT_DIR, ReaderError
 
-    s = settings
     try:
-        emb = embedder
-        bert: Any = emb.model[0].auto_model
-        onnx_dir = emb.onnx_dir if s.query_runtime != "torch" else None
-        reader = Reader.load(
-            bert.state_dict(),
-            emb.model.tokenizer,
-            emb.info.model_id,
-            s.reader_dir or ARTIFACT_DIR,
-            onnx_dir,
-            s.reader_int8,
-        )
-    except (ReaderError, ImportError, KeyError, AttributeError, TypeError, ValueError) as exc:
+        reader = runtime.reader(settings.reader_dir or ARTIFACT_DIR, settings.reader_int8)
+    except ReaderError as exc:
         print(f"salon: warning: no reader, answers fall back to sentences ({exc})", file=sys.stderr)
         return None, str(exc)
     return reader, None

@@ -21,6 +21,7 @@ from indexer.model import Embedder
 from indexer.settings import Settings
 from search.answer import AnswerFinder, Reading, is_question
 from search.candidates import Candidate
+from search.runtime import Runtime
 from search.store import LocalStore, Store, StoreView, Where
 from search.types import (
     Answer,
@@ -51,12 +52,11 @@ class Engine:
     pinned for the length of one search.
     """
 
-    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
+    def __init__(self, store: Store, runtime: Runtime, settings: Settings) -> None:
         self.store = store
-        self.embedder = embedder
-        self.answers = AnswerFinder(settings, embedder)
+        self.runtime = runtime
+        self.answers = AnswerFinder(settings, runtime)
         self.settings = settings
-        embedder.query_encoder()  # export/load the fast query path now, not on the first query
 
     @property
     def settings(self) -> Settings:
@@ -71,8 +71,15 @@ class Engine:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, index_dir: Path, settings: Settings, embedder: Embedder | None = None, verify: bool = True) -> Engine:
-        """Open the served index (settings.store); refuse one built with another model or format."""
+    def open(
+        cls, index_dir: Path, settings: Settings, runtime: Runtime | Embedder | None = None, verify: bool = True
+    ) -> Engine:
+        """Open the served index (settings.store); refuse one built with another model or format.
+
+        ``runtime``: the networks to search with (a server loads them once and shares them with
+        every engine it opens); an Embedder (a caller that just built the index with PyTorch)
+        stands for the runtime of its model, prepared from it when missing; None: loaded from
+        the prepared files of ``settings.model``."""
         store: Store
         if settings.store == "milvus":
             from search.milvus_store import MilvusStore
@@ -82,12 +89,14 @@ class Engine:
             store = LocalStore.open(Path(index_dir), settings.hnsw_ef_search, verify=verify)
         v = store.view()
         manifest = v.manifest
-        if embedder is None:
-            embedder = Embedder.from_settings(settings, use_cache=False)
-        if manifest.model_id != embedder.info.model_id:
+        if runtime is None:
+            runtime = Runtime.load(settings)
+        elif isinstance(runtime, Embedder):
+            runtime = Runtime.prepared(runtime, settings)
+        if manifest.model_id != runtime.info.model_id:
             raise layout.IndexMismatch(
                 f"index {v.name} was built with model {manifest.model_id!r} but the engine runs "
-                f"{embedder.info.model_id!r}; rebuild with `salon index` or set SALON_MODEL="
+                f"{runtime.info.model_id!r}; rebuild with `salon index` or set SALON_MODEL="
                 f"{manifest.model_name!r}"
             )
         if manifest.sentence_vectors != settings.sentence_vectors:
@@ -96,9 +105,9 @@ class Engine:
                 f"expects {settings.sentence_vectors!r}; rebuild with `salon index` or set "
                 f"SALON_SENTENCE_VECTORS={manifest.sentence_vectors}"
             )
-        if manifest.dim != embedder.dim:
-            raise layout.IndexMismatch(f"index dimension {manifest.dim} ≠ model dimension {embedder.dim}")
-        return cls(store, embedder, settings)
+        if manifest.dim != runtime.dim:
+            raise layout.IndexMismatch(f"index dimension {manifest.dim} ≠ model dimension {runtime.dim}")
+        return cls(store, runtime, settings)
 
     @property
     def manifest(self) -> layout.Manifest:
@@ -227,7 +236,7 @@ class Engine:
             raise SearchError("bad_mode", f"mode must be one of {', '.join(MODES)}")
         where = self.where(filters)
         v = self.store.view()
-        qv = self.embedder.encode_query(q) if mode != "lexical" else None
+        qv = self.runtime.encode_query(q) if mode != "lexical" else None
         terms = analyze(q)
         ranked = self.retrieve(q, qv, mode, where, max(self.settings.candidates, offset + k), terms, v)
         ranked = self._dedupe(ranked)
@@ -257,7 +266,7 @@ class Engine:
         no filters), best confidence first; ``gate=False``: every window, as evaluation reads
         them. For evaluation and tests: search itself keeps only the answers."""
         v = self.store.view()
-        qv = self.embedder.encode_query(query)
+        qv = self.runtime.encode_query(query)
         terms = analyze(query)
         ranked = self._dedupe(self.retrieve(query, qv, "hybrid", None, self.settings.candidates, terms, v))
         return self.answers.readings(query, qv, self.answer_candidates(v, ranked), terms, v, gate=gate)
@@ -342,7 +351,7 @@ class Engine:
         return {t: float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for t, df in v.doc_freq(set(terms)).items()}
 
     def _rescore(self, v: StoreView, top: list[Candidate], qv: np.ndarray, terms: list[str]) -> None:
-        # A linear second stage over features fitted on held-out questions (bench/tune.py);
+        # A linear second stage over features fitted on the fit half of PIAF dev (docs/quality.md);
         # chunks outside the rescored depth keep their fused order below the rescored ones.
         if not top:
             return
@@ -425,6 +434,5 @@ class Engine:
             "counts": m.counts,
             "format_version": m.format_version,
             "ann": m.ann,
-            "precision": self.embedder.precision,
-            "query_runtime": "onnx" if self.embedder.query_encoder() is not None else "torch",
+            "runtime": "onnx",
         }

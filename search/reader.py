@@ -17,7 +17,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from indexer.export import checked_session, export
-from indexer.files import parse_json, sha256_file
+from indexer.export import export, open_session
+from indexer.files import atomic_path, parse_json, sha256_file, write_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -232,9 +232,11 @@ def build_net(n_layers: int = 12, hidden: int = 384, heads: int = 12, ff: int = 
     It computes what transformers' BertModel computes on the same weights (tests/test_reader.py
     checks it), but what ships and what search does are named after this module: the artifact's
     tensors (``layers.{i}.fo.weight``…, see ``pack``), the int8 export's node names (the outlier
-    layers' products, ``/layers.{i}/fo/``, are kept out of quantisation by name), and the
-    embedding table, which is the engine's encoder's own tensor (``Reader.load`` builds on the
-    meta device and assigns it: no second copy of its 96 M values). ``lower``/``upper`` split the
+    layers' products, ``/layers.{i}/fo/``, are kept out of quantisation by name), and the graph
+    search runs starts after the word embeddings (``lower`` takes their rows as well as token
+    ids), so it reads the one table the query encoder reads (search/runtime.py): no second copy
+    of its 96 M values. ``Reader.load`` builds on the meta device and assigns the e5 table it is
+    given, for the same reason. ``lower``/``upper`` split the
     stack so training can run the layers it does not train (``--layers`` < ``--depth``) without
     gradients.
     """
@@ -279,8 +281,11 @@ def build_net(n_layers: int = 12, hidden: int = 384, heads: int = 12, ff: int = 
             return ((1.0 - mask[:, None, None, :].float()) * -1e4).float()
 
         def lower(self, ids: torch.Tensor, mask: torch.Tensor, upto: int) -> torch.Tensor:
+            # Token ids, or their rows of the word-embedding table already looked up: the graph
+            # serving runs starts there, so it reads the table the query encoder reads.
+            words = ids if ids.is_floating_point() else self.word(ids)
             pos = torch.arange(ids.shape[1], device=ids.device)[None, :]
-            x = self.eln(self.word(ids) + self.pos(pos) + self.ttype.weight[0])
+            x = self.eln(words + self.pos(pos) + self.ttype.weight[0])
             bias = self.bias(mask)
             for layer in self.layers[:upto]:
                 x = layer(x, bias)
@@ -443,8 +448,8 @@ FEATURES = (
     "foreign",  # 1 when the question's language is not its article's (search/answer.py question_language)
 )
 DEFAULT_FEATURES = ("margin", "order", "sentence_logit")  # calibrations that name none used these
-# What `salon eval --fit-reader` fits on: chosen by bench/reader_calibration.py (an experiment git
-# keeps; docs/quality.md).
+# What `salon eval --fit-reader` fits on: chosen by cross-validation on calib (training/calibration.py;
+# docs/quality.md).
 # Cross-validated on calib, the cosine and term coverage as two features beat the heuristic's
 # single logit of them (answered at precision 0.85: 0.41 against 0.30); rank, span probability
 # and agreement added nothing, nor (later) did the span's own type, echo of the question and
@@ -598,6 +603,52 @@ def smoothing_factors(net: Any, tokenizer: Any) -> Any:
     return torch.stack(rows).contiguous()
 
 
+# Largest gap allowed between the ONNX graph's logits and PyTorch's on the probes: the same in
+# fp32; in int8, within 2 (about 1 seen on the shipped reader; its F1 cost is in docs/quality.md).
+ONNX_TOLERANCE = {False: 1e-2, True: 2.0}
+
+
+def onnx_file(sha256: str, int8: bool) -> str:
+    """The ONNX reader's file name for weights of this sha256."""
+    return f"reader-{sha256[:16]}{'-int8s' if int8 else ''}.onnx"
+
+
+class ProbeLogits(BaseModel):
+    question: str
+    window: str
+    start: list[float]
+    end: list[float]
+
+
+class OnnxCheck(BaseModel):
+    """Beside an ONNX reader: its sha256, and PyTorch's logits on the probes when it was made."""
+
+    sha256: str
+    tolerance: float
+    probes: list[ProbeLogits]
+
+    def gap(self, session: Any, tokenizer: Any, embed: Callable[[np.ndarray], np.ndarray]) -> float:
+        worst = 0.0
+        for p in self.probes:
+            ids, mask = pad([encode(tokenizer, p.question, p.window)])
+            start, end = session.run(None, {"embeds": embed(ids), "attention_mask": mask})
+            worst = max(worst, float(np.abs(start[0] - p.start).max()), float(np.abs(end[0] - p.end).max()))
+        return worst
+
+
+def _check_file(path: Path) -> OnnxCheck:
+    """The record beside the ONNX reader ``path``, after checking the file against it."""
+    side = path.with_suffix(".json")
+    if not path.is_file() or not side.is_file():
+        raise ReaderError(f"the ONNX reader {path.name} is not prepared; run salon model")
+    check = parse_json(
+        OnnxCheck, side.read_bytes(), lambda why: ReaderError(f"{side} is damaged ({why}); run salon model")
+    )
+    if sha256_file(path) != check.sha256:
+        raise ReaderError(f"the ONNX reader {path} is damaged (sha256 differs); run salon model")
+    return check
+
+
 class Reader:
     """Loaded once (with the engine); ``read`` is thread-safe."""
 
@@ -606,14 +657,20 @@ class Reader:
         self.tokenizer = tokenizer
         self.meta = meta
         self.runtime = runtime
-        self.calibration: dict[str, Any] = meta.get("calibration", {})
+        self.with_meta(meta)
+        self.session: Any = None
+        self.embed: Callable[[np.ndarray], np.ndarray] | None = None  # ids → rows of the shared table (ONNX)
+        self.bf16 = False  # PyTorch path only (training-time evaluation)
+        self.smoothing: Any = None  # the int8 export's stored smoothing factors (``SMOOTHING``), if any
+
+    def with_meta(self, meta: dict[str, Any]) -> None:
+        """Take the artifact's metadata: its fitted confidence and threshold, whether it reads titles."""
+        self.meta = meta
+        self.calibration: dict[str, Any] = dict(meta.get("calibration", {}))
         # Readers trained with each window after its article's title read titles; older ones were
         # trained without and read windows alone, as they always did.
         self.titles = bool(meta.get("titles", False))
         self.threshold = float(self.calibration.get("threshold", 0.5))
-        self.session: Any = None
-        self.bf16 = False  # PyTorch path only (training-time evaluation)
-        self.smoothing: Any = None  # the int8 export's stored smoothing factors (``SMOOTHING``), if any
 
     @classmethod
     def load(
@@ -667,13 +724,14 @@ class Reader:
                 print(f"salon: warning: reader runs on PyTorch (ONNX path unavailable: {exc})", file=sys.stderr)
         return reader
 
-    def _export(self, path: Path, net: Any) -> None:
-        feat = encode(self.tokenizer, "qui a critiqué Salesforce ?", "Des activistes ont critiqué le contrat.")
-        ids, mask = pad([feat])
-        dynamic = {n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "start", "end")}
-        export(net, {"input_ids": ids, "attention_mask": mask}, path, ["start", "end"], dynamic)
+    def _export(self, path: Path, table: np.ndarray) -> None:
+        """The network from its word embeddings on (``table``'s rows fed as ``embeds``), in ONNX."""
+        ids, mask = pad([encode(self.tokenizer, "qui a critiqué Salesforce ?", "Des activistes ont critiqué.")])
+        dynamic = {n: {0: "batch", 1: "tokens"} for n in ("embeds", "attention_mask", "start", "end")}
+        sample = {"embeds": np.asarray(table[ids], dtype=np.float32), "attention_mask": mask}
+        export(self.net, sample, path, ["start", "end"], dynamic)
 
-    def _smoothed_int8(self, path: Path) -> None:
+    def _smoothed_int8(self, path: Path, table: np.ndarray) -> None:
         """int8 ONNX: every matrix product but the span head, the feed-forward outputs smoothed.
 
         Measured on the calib questions' gold passages (docs/quality.md, Reader): one scale per
@@ -714,7 +772,7 @@ class Reader:
             for i, layer in enumerate(layers):
                 if i not in outliers:
                     layer.fo = Smoothed(layer.fo, factors[i].float())
-            self._export(src, self.net)
+            self._export(src, table)
         finally:
             for layer, fo in zip(layers, originals, strict=True):
                 layer.fo = fo
@@ -729,25 +787,60 @@ class Reader:
         finally:
             src.unlink(missing_ok=True)
 
-    def _onnx(self, onnx_dir: Path, int8: bool = False) -> None:
-        path = onnx_dir / f"reader-{self.meta['sha256'][:16]}.onnx"
-        if int8:  # weights of the matrix products in int8, activations quantised per call
-            path = path.with_name(path.stem + "-int8s.onnx")
-        if not path.is_file():
-            what = "making the int8 reader" if int8 else "exporting the reader to ONNX"
-            print(f"salon: {what} ({path.name}, once, ~{30 if int8 else 20} s)…", file=sys.stderr)
+    def prepare_onnx(self, folder: Path, table: np.ndarray, int8: bool) -> Path:
+        """The ONNX graph search runs for these weights (``onnx_file``), made in ``folder`` when
+        missing, checked against this PyTorch reader, and its probe logits recorded beside it
+        (``OnnxCheck``) so a server can check it again without PyTorch (``Reader.open``)."""
+        path = folder / onnx_file(str(self.meta["sha256"]), int8)
+        try:
+            _check_file(path)
+            return path
+        except ReaderError:
+            pass
+        what = "making the int8 reader" if int8 else "exporting the reader to ONNX"
+        print(f"salon: {what} ({path.name}, once, ~{30 if int8 else 20} s)…", file=sys.stderr)
+        with atomic_path(path) as tmp:
+            if int8:
+                self._smoothed_int8(tmp, table)
+            else:
+                self._export(tmp, table)
         probes = []
         for q, w in _PROBES:
             ids, mask = pad([encode(self.tokenizer, q, w)])
-            probes.append(({"input_ids": ids, "attention_mask": mask}, self._logits_torch(ids, mask)))
-        # The exported graph must read like the PyTorch one: the same logits in fp32; in int8,
-        # logits within 2 (about 1 seen on the shipped reader; its F1 cost is in docs/quality.md).
-        self.session = checked_session(
-            path,
-            self._smoothed_int8 if int8 else lambda tmp: self._export(tmp, self.net),
-            probes,
-            tolerance=2.0 if int8 else 1e-2,
-        )
+            start, end = self._logits_torch(ids, mask)
+            probes.append(ProbeLogits(question=q, window=w, start=start[0].tolist(), end=end[0].tolist()))
+        check = OnnxCheck(sha256=sha256_file(path), tolerance=ONNX_TOLERANCE[int8], probes=probes)
+        session = open_session(path)
+        gap = check.gap(session, self.tokenizer, lambda ids: np.asarray(table[ids], dtype=np.float32))
+        if gap > check.tolerance:
+            path.unlink(missing_ok=True)
+            raise ReaderError(f"the ONNX reader disagrees with PyTorch (logits differ by {gap:.3f})")
+        write_atomic(path.with_suffix(".json"), check.model_dump_json())
+        return path
+
+    @classmethod
+    def open(
+        cls, folder: Path, meta: dict[str, Any], tokenizer: Any, embed: Callable[[np.ndarray], np.ndarray], int8: bool
+    ) -> Reader:
+        """The reader as search runs it, without PyTorch: the ONNX graph ``salon model`` prepared
+        for these weights in ``folder``, fed rows of the shared word-embedding table (``embed``),
+        checked on the probes against the logits PyTorch gave when it was made."""
+        path = folder / onnx_file(str(meta["sha256"]), int8)
+        check = _check_file(path)
+        session = open_session(path)
+        gap = check.gap(session, tokenizer, embed)
+        if gap > check.tolerance:
+            raise ReaderError(f"ONNX reader {path} disagrees with PyTorch (logits off by {gap:.3f}); run salon model")
+        reader = cls(None, tokenizer, meta, "onnx-int8" if int8 else "onnx")
+        reader.session, reader.embed = session, embed
+        return reader
+
+    def _onnx(self, onnx_dir: Path, int8: bool = False) -> None:
+        """Run this PyTorch reader's weights in ONNX Runtime from now on (training's teacher)."""
+        table = self.net.word.weight.detach().float().numpy()
+        path = self.prepare_onnx(onnx_dir, table, int8)
+        self.session = open_session(path)
+        self.embed = lambda ids: np.asarray(table[ids], dtype=np.float32)
         self.runtime = "onnx-int8" if int8 else "onnx"
 
     def _logits_torch(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -762,8 +855,8 @@ class Reader:
 
     def logits(self, feats: list[Feature]) -> tuple[np.ndarray, np.ndarray]:
         ids, mask = pad(feats)
-        if self.session is not None:
-            s, e = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+        if self.session is not None and self.embed is not None:
+            s, e = self.session.run(None, {"embeds": self.embed(ids), "attention_mask": mask})
             return np.asarray(s), np.asarray(e)
         return self._logits_torch(ids, mask)
 
@@ -799,6 +892,23 @@ class Reader:
         bounds = every_window(spans) if centred else cover(spans)
         windows = [Window(text[a:b], a, title=title) for a, b in bounds]
         return max(self.read(question, windows), key=lambda s: s.score)
+
+
+def prepare_reader(embedder: Any, artifact_dir: Path, folder: Path, int8: bool) -> Path:
+    """The ONNX graph of the reader in ``artifact_dir`` that search runs, made in the serving
+    folder ``folder`` from the PyTorch model of ``embedder`` when missing (``salon model``)."""
+    from indexer.serving import TABLE
+
+    meta = read_meta(artifact_dir)
+    path = folder / onnx_file(str(meta["sha256"]), int8)
+    try:
+        _check_file(path)
+        return path
+    except ReaderError:
+        pass
+    bert = embedder.model[0].auto_model
+    reader = Reader.load(bert.state_dict(), embedder.model.tokenizer, embedder.info.model_id, artifact_dir)
+    return reader.prepare_onnx(folder, np.load(folder / TABLE, mmap_mode="r"), int8)
 
 
 def quantize_matmuls(src: Path, dst: Path, exclude: Sequence[str] = ()) -> None:

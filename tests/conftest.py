@@ -67,7 +67,7 @@ def engine(settings: Settings, embedder, corpus_with_xss: Path):  # type: ignore
 def app(settings: Settings, engine):  # type: ignore[no-untyped-def]
     from web.app import State, create_app
 
-    return create_app(settings, State(settings, engine.embedder, engine, None))
+    return create_app(settings, State(settings, engine.runtime, engine, None))
 
 
 @pytest.fixture(scope="session")

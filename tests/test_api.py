@@ -145,7 +145,7 @@ def test_cors_off_by_default_and_only_for_configured_origins(client, settings, e
     monkeypatch.setenv("SALON_CORS_ORIGINS", '["https://intranet.example"]')
     s = Settings(index_dir=settings.index_dir)
     assert s.cors_origins == ("https://intranet.example",)
-    with TestClient(create_app(s, State(s, engine.embedder, engine, None))) as c:
+    with TestClient(create_app(s, State(s, engine.runtime, engine, None))) as c:
         ok = c.get("/search", params={"q": "salon"}, headers={"Origin": "https://intranet.example"})
         assert ok.headers["access-control-allow-origin"] == "https://intranet.example"
         other = c.get("/search", params={"q": "salon"}, headers=origin)

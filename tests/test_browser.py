@@ -32,7 +32,7 @@ def server(settings, engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
     from web.app import State, create_app
 
-    app = create_app(settings, State(settings, engine.embedder, engine, None))
+    app = create_app(settings, State(settings, engine.runtime, engine, None))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

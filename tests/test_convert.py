@@ -59,18 +59,3 @@ def test_bf16_and_fp32_encoders_agree(embedder) -> None:  # type: ignore[no-unty
     bf16 = Embedder(embedder.info, embedder.model, None, "bf16").forward(texts)
     assert fp32.shape == bf16.shape == (3, 384)
     assert float((fp32 * bf16).sum(axis=1).min()) >= 0.9999
-
-
-@pytest.mark.model
-def test_onnx_query_path_matches_pytorch(embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from indexer.model import Embedder
-
-    # the session embedder serves queries through ONNX (exported into the cache by `salon model`)
-    assert embedder.query_encoder() is not None
-    for q in ("qui a critiqué Salesforce ?", "Salon du e-Marketing 2012", "Who spoke at Dreamforce?"):
-        fast = embedder.encode_query(q)
-        torch_path = Embedder(embedder.info, embedder.model, None, "fp32").encode_query(q)
-        assert float(fast @ torch_path) >= 0.9999
-    # a fresh export into an empty folder works and is checked before use
-    fresh = Embedder(embedder.info, embedder.model, None, "fp32", "onnx", tmp_path / "onnx")
-    assert fresh.query_encoder() is not None and len(list((tmp_path / "onnx").glob("*.onnx"))) == 1

@@ -45,10 +45,10 @@ def test_kill_9_during_builds(tmp_path: Path, settings, engine) -> None:  # type
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         # the pointer names either the old generation or a complete new one, and it opens
-        eng = Engine.open(idx, settings, engine.embedder)
+        eng = Engine.open(idx, settings, engine.runtime)
         assert eng.search("qui a critiqué Salesforce ?", k=1).results[0].doc_id == "dreamforce-2019"
     assert salon("index", str(corpus), "--index-dir", str(idx), "-q", env=env).wait(120) == 0
-    final = Engine.open(idx, settings, engine.embedder)
+    final = Engine.open(idx, settings, engine.runtime)
     assert final.counts["articles"] == 5  # the two articles and the three added ones
     assert not [p for p in idx.glob(".build-*")]  # a later build cleared the killed builds' leftovers
 

@@ -73,7 +73,7 @@ def milvus_engine(engine, milvus_settings: Settings):  # type: ignore[no-untyped
     from search.engine import Engine
 
     publish(engine.generation, milvus_settings)
-    eng = Engine.open(milvus_settings.index_dir, milvus_settings, engine.embedder)
+    eng = Engine.open(milvus_settings.index_dir, milvus_settings, engine.runtime)
     eng.answers.warm()
     return eng
 
@@ -125,7 +125,7 @@ def test_alias_switch_during_concurrent_searches(engine, milvus_settings: Settin
 
     s = milvus_settings.model_copy(update={"milvus_uri": str(tmp_path / "alias.db"), "keep_generations": 2})
     first = mv.publish(engine.generation, s)
-    eng = Engine.open(s.index_dir, s, engine.embedder)
+    eng = Engine.open(s.index_dir, s, engine.runtime)
     expected = _ranking(eng.search(QUERIES[0], k=5))
     errors: list[BaseException] = []
     served: set[str] = set()
@@ -164,14 +164,14 @@ def test_alias_switch_during_concurrent_searches(engine, milvus_settings: Settin
     assert {second.generation, third.generation} & served
 
 
-def test_upsert_and_delete_by_article(engine, milvus_settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_upsert_and_delete_by_article(engine, embedder, milvus_settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from indexer import milvus as mv
     from indexer.corpus import Article
     from search.engine import Engine
 
     s = milvus_settings.model_copy(update={"milvus_uri": str(tmp_path / "upd.db")})
     mv.publish(engine.generation, s)
-    eng = Engine.open(s.index_dir, s, engine.embedder)
+    eng = Engine.open(s.index_dir, s, engine.runtime)
     served = mv.ServedGeneration(s)
 
     assert served.delete(["dreamforce-2019"]) == 1
@@ -189,7 +189,7 @@ def test_upsert_and_delete_by_article(engine, milvus_settings: Settings, tmp_pat
         event="VivaTech 2023",
         source="test",
     )
-    served.upsert_articles([new], engine.embedder, s)
+    served.upsert_articles([new], embedder, s)
     eng.store.refresh()
     res = eng.search("robot pâtissier macarons", k=3)
     assert res.results[0].doc_id == "vivatech-2023"
@@ -200,7 +200,7 @@ def test_upsert_and_delete_by_article(engine, milvus_settings: Settings, tmp_pat
     assert ans and ans[0].doc_id == "vivatech-2023" and "macarons" in ans[0].text
 
     changed = Article(**{**new.__dict__, "text": "Le salon VivaTech 2023 a accueilli un chien robot nommé Pixel."})
-    served.upsert_articles([changed], engine.embedder, s)
+    served.upsert_articles([changed], embedder, s)
     eng.store.refresh()
     assert eng.article("vivatech-2023").text == changed.text
     assert "vivatech-2023" not in {r.doc_id for r in eng.search("macarons", k=10, mode="lexical").results}

@@ -144,14 +144,14 @@ def test_english_question_the_reader_reads_the_french_span(engine) -> None:  # t
     assert sp.text == "des activistes" and art.text[sp.start : sp.end] == sp.text and sp.score > 5
 
 
-def test_int8_and_fp32_read_the_same_seed_span(engine) -> None:  # type: ignore[no-untyped-def]
+def test_int8_and_fp32_read_the_same_seed_span(engine, embedder) -> None:  # type: ignore[no-untyped-def]
     """int8 (feed-forward outputs and the head kept in fp32) marks the span fp32 marks, with a
     close margin: the faster path is not a different model."""
-    emb = engine.embedder
+    emb = embedder
     args = (emb.model[0].auto_model.state_dict(), emb.model.tokenizer, emb.info.model_id)
     read = {}
     for int8 in (False, True):
-        reader = R.Reader.load(*args, onnx_dir=emb.onnx_dir, int8=int8)
+        reader = R.Reader.load(*args, onnx_dir=engine.runtime.folder, int8=int8)
         assert reader.runtime == ("onnx-int8" if int8 else "onnx")
         (read[int8],) = reader.read("qui a critiqué Salesforce ?", [activists_window(engine)])
     assert read[True].text == read[False].text == "des activistes"
@@ -268,7 +268,7 @@ def test_passage_evidence_says_which_article_retrieval_prefers(engine) -> None: 
     from search.answer import passage_evidence
 
     q = "qui a critiqué Salesforce ?"
-    qv = engine.embedder.encode_query(q)
+    qv = engine.runtime.encode_query(q)
     v = engine.store.view()
     ranked = engine._dedupe(engine.retrieve(q, qv, "hybrid", None, engine.settings.candidates, analyze(q), v))
     rescored = ranked[: engine.settings.rerank_depth]
@@ -377,7 +377,7 @@ def test_damaged_artifact_is_refused_and_sentences_answer(engine, tmp_path: Path
     bad = damaged_copy(tmp_path / "reader_model")
     eng = copy.copy(engine)
     s = engine.settings.model_copy(update={"reader_dir": bad})
-    eng.answers = AnswerFinder(s, eng.embedder)  # its own, before the settings move with it
+    eng.answers = AnswerFinder(s, eng.runtime)  # its own, before the settings move with it
     eng.settings = s
     assert eng.answers.reader is None and "damaged" in (eng.answers.reader_error or "")
     a = eng.search("qui a critiqué Salesforce ?", k=5).answer  # the sentence answer, as before the reader
@@ -784,18 +784,18 @@ def test_training_on_calib_takes_a_confidence_fitted_without_it(
         main(["--calibration-from", str(damaged_copy(tmp_path / "damaged")), "--out", str(dest)])
 
 
-def test_the_reader_network_reads_e5_as_bert_does_over_the_engines_embedding_table(engine) -> None:  # type: ignore[no-untyped-def]
+def test_the_reader_network_reads_e5_as_bert_does_over_the_engines_embedding_table(engine, embedder) -> None:  # type: ignore[no-untyped-def]
     """Why the reader's network is written out (``build_net``) holds: the same hidden states as
-    transformers' BertModel on the e5 weights, and the reader search loads holds the engine's
-    embedding table itself, not a copy."""
+    transformers' BertModel on the e5 weights, and the reader search loads starts from the rows
+    of the word-embedding table the query encoder reads, not from a copy of its own."""
     import torch
 
-    bert = engine.embedder.model[0].auto_model.eval()
+    bert = embedder.model[0].auto_model.eval()
     net = R.build_net()
     net.load_state_dict(R.from_bert_state(bert.state_dict()), strict=False)
     net.eval()
     texts = ["query: qui a critiqué Salesforce ?", "passage: Des activistes ont critiqué le contrat signé."]
-    enc = engine.embedder.model.tokenizer(texts, padding=True, return_tensors="pt")
+    enc = embedder.model.tokenizer(texts, padding=True, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
     with torch.inference_mode():
         want = bert(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -803,6 +803,6 @@ def test_the_reader_network_reads_e5_as_bert_does_over_the_engines_embedding_tab
     real = mask.bool()  # padding positions are masked differently (-1e4 against -inf) and never read
     assert float((got - want)[real].abs().max()) < 1e-4
 
+    # search's reader runs in ONNX Runtime over the rows of the table the query encoder reads
     reader = engine.answers.reader
-    table = bert.embeddings.word_embeddings.weight
-    assert reader.net.word.weight.data_ptr() == table.data_ptr() and reader.net.word.weight.shape == table.shape
+    assert reader.net is None and reader.embed is engine.runtime.embeddings

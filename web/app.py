@@ -20,10 +20,11 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer import layout
-from indexer.model import Embedder, ModelError
+from indexer.model import ModelError
 from indexer.settings import Settings
 from search.answer import is_question
 from search.engine import Engine
+from search.runtime import Runtime
 from search.types import ArticleInfo, Filters, SearchError, SearchResponse
 from web.render import answer_pieces, segments
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut
@@ -51,11 +52,11 @@ class EngineUnavailable(SearchError):
 
 
 class State:
-    """What the lifespan loads once: the embedder (model) and the engine over the served index."""
+    """What the lifespan loads once: the runtime (the networks) and the engine over the served index."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None, engine: Engine | None, error: str | None):
+    def __init__(self, settings: Settings, runtime: Runtime | None, engine: Engine | None, error: str | None):
         self.settings = settings
-        self.embedder = embedder
+        self.runtime = runtime
         self.engine = engine
         self.error = error
         self.lock = threading.Lock()
@@ -63,9 +64,9 @@ class State:
     def reload(self) -> str:
         """Open the generation CURRENT names; keep serving the old one if it is bad."""
         with self.lock:
-            if self.embedder is None:
-                self.embedder = Embedder.from_settings(self.settings, use_cache=False)
-            engine = Engine.open(self.settings.index_dir, self.settings, self.embedder)
+            if self.runtime is None:
+                self.runtime = Runtime.load(self.settings)
+            engine = Engine.open(self.settings.index_dir, self.settings, self.runtime)
             engine.answers.warm()
             self.engine, self.error = engine, None  # one reference swap: in-flight requests keep theirs
             return engine.generation.name
@@ -73,10 +74,10 @@ class State:
 
 def _open_state(settings: Settings) -> State:
     try:
-        embedder = Embedder.from_settings(settings, use_cache=False)
+        runtime = Runtime.load(settings)
     except ModelError as exc:
         return State(settings, None, None, str(exc))
-    state = State(settings, embedder, None, None)
+    state = State(settings, runtime, None, None)
     try:
         state.reload()
     except layout.IndexError_ as exc:
