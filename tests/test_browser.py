@@ -152,3 +152,25 @@ def test_works_without_javascript_and_on_small_screens(browser, server: str) -> 
     pg.wait_for_selector("#answer")
     assert pg.evaluate("document.documentElement.scrollWidth") <= 360
     ctx.close()
+
+
+def test_api_docs_render_offline_and_run_a_search(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    """The footer's API link opens Swagger UI served by Salon itself (no CDN: this machine has no
+    network), under the page's CSP with no violation, and a search runs from it."""
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    page.on("pageerror", lambda e: console.append(str(e)))
+    page.goto(server + "/")
+    page.get_by_role("link", name="API").click()
+    page.wait_for_url("**/docs")
+    summary = page.locator(".opblock-summary", has_text="/search").first
+    summary.wait_for(timeout=20_000)
+    summary.click()
+    block = page.locator(".opblock", has_text="/search").first
+    block.locator("input[placeholder='q']").fill("qui a critiqué Salesforce ?")
+    block.locator("button.execute").click()
+    live = block.locator(".live-responses-table tr.response .response-col_status").first
+    live.wait_for(timeout=20_000)
+    assert live.inner_text().strip().startswith("200")
+    assert "des activistes" in block.locator(".live-responses-table .microlight").first.inner_text()
+    assert not [m for m in console if "Content Security Policy" in m or "Refused" in m], console

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hmac
+import importlib.resources
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -30,6 +32,10 @@ from web.render import answer_pieces, segments
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut
 
 log = logging.getLogger("salon.web")
+VERSION = package_version("salon")
+# Swagger UI 5 (OpenAPI 3.1, which FastAPI writes) as fastapi-offline ships it; Salon serves the
+# files with its own page and starter rather than the package's app, whose page starts inline.
+SWAGGER_UI = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 HERE = Path(__file__).parent
 MAX_BODY = 16 * 1024
 
@@ -129,7 +135,11 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     app = FastAPI(
         title="Salon",
-        version="0.1.0",
+        version=VERSION,
+        # FastAPI's /docs loads Swagger UI from a CDN and starts it with an inline script: blank
+        # offline and under the CSP. Salon serves the files of swagger-ui-bundle and its own starter.
+        docs_url=None,
+        redoc_url=None,
         description="Recherche sémantique et réponses sur des articles d'événements. "
         "Semantic search and question answering over event articles, French first.",
         lifespan=lifespan,
@@ -149,7 +159,17 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             max_age=600,
         )
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.mount("/static/swagger-ui", StaticFiles(directory=str(SWAGGER_UI)), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs(request: Request) -> Response:
+        resp = templates.TemplateResponse(request, "api_docs.html", {"version": VERSION})
+        # Swagger UI sets style attributes on the elements it draws; scripts stay 'self' only.
+        resp.headers["Content-Security-Policy"] = SECURITY_HEADERS["Content-Security-Policy"].replace(
+            "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+        )
+        return resp
 
     def error_response(request: Request, status: int, code: str, message: str) -> Response:
         if wants_html(request):
