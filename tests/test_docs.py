@@ -115,6 +115,13 @@ def test_every_command_has_help(command: str) -> None:
     assert "Usage: " in res.output
 
 
+def test_version_is_the_packages() -> None:
+    from importlib.metadata import version
+
+    res = CliRunner().invoke(main, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"salon, version {version('salon')}"
+
+
 @pytest.mark.model
 def test_readme_quick_start_runs(tmp_path: Path) -> None:
     """The README's quick start, run as written in a fresh folder: index a folder of one's own
