@@ -58,7 +58,7 @@ def _argv(line: str) -> list[str]:
 
 def test_settings_page_is_generated_from_the_settings_object() -> None:
     """docs/configuration.md holds the table the settings object writes (cog), and no page
-    names a SALON_ variable that is not a setting."""
+    but the changelog (which records removed ones) names a SALON_ variable that is not a setting."""
     from cogapp import Cog
 
     assert Cog().main(["cog", "--check", str(ROOT / "docs" / "configuration.md")]) == 0, "run `make docs`"
@@ -67,6 +67,8 @@ def test_settings_page_is_generated_from_the_settings_object() -> None:
     for name in fields:
         assert f"`{name}`" in page
     for path in _pages():
+        if path.name == "CHANGELOG.md":
+            continue
         for name in set(re.findall(r"\bSALON_[A-Z0-9_]+\b", path.read_text(encoding="utf-8"))):
             assert name in fields, f"{path.name} names {name}, which is not a setting"
 
