@@ -119,14 +119,40 @@ class Stats:
 def read_meta(client: Any, name: str, gen: str) -> tuple[layout.Manifest, Stats, list[str]]:
     """The manifest, lexical statistics and facets kept in generation ``gen``'s ``meta``
     collection ``name``, each validated (IndexCorrupt when one is missing or malformed)."""
-    meta = {r["key"]: r["value"] for r in client.query(name, filter='key != ""', output_fields=["key", "value"])}
+    rows = {r["key"]: r["value"] for r in client.query(name, filter='key != ""', output_fields=["key", "value"])}
     where = f"Milvus generation {gen}"
+    meta = {key: _joined(rows, key, where) for key in ("manifest", "stats", "facets") if key in rows}
     if "manifest" not in meta or "stats" not in meta:
         raise layout.IndexCorrupt(f"{where} has no manifest; rebuild with `salon index`")
     facets = parse_json(
         list[str], meta.get("facets", "[]"), lambda p: layout.IndexCorrupt(f"{where} facets: {p}; rebuild")
     )
     return layout.Manifest.loads(meta["manifest"], where), Stats.loads(meta["stats"], where), facets
+
+
+# A meta value longer than a VARCHAR field holds (an archive of many events lists them all in
+# "facets") is stored in pieces: the first under its key, the others under "key#1", "key#2", …,
+# and their count under "key#parts", so a missing piece is an error rather than a shorter list.
+def _pieces(key: str, text: str) -> list[dict[str, Any]]:
+    data, parts, at = text.encode("utf-8"), [], 0
+    while True:
+        end = min(len(data), at + VARCHAR)
+        while end < len(data) and (data[end] & 0xC0) == 0x80:  # never inside a UTF-8 character
+            end -= 1
+        parts.append(data[at:end].decode("utf-8"))
+        at = end
+        if at >= len(data):
+            break
+    rows = [{"key": key if i == 0 else f"{key}#{i}", "value": p} for i, p in enumerate(parts)]
+    return [*rows, {"key": f"{key}#parts", "value": str(len(parts))}]
+
+
+def _joined(rows: dict[str, str], key: str, where: str) -> str:
+    n = rows.get(f"{key}#parts", "1")
+    names = [key, *(f"{key}#{i}" for i in range(1, int(n) if n.isdigit() else 0))]
+    if not n.isdigit() or any(name not in rows for name in names):
+        raise layout.IndexCorrupt(f"{where}: {key} is missing some of its {n} pieces; rebuild with `salon index`")
+    return "".join(rows[name] for name in names)
 
 
 def _schemas(dim: int) -> dict[str, tuple[Any, Any]]:
@@ -333,13 +359,11 @@ def publish(gen_folder: Path, settings: Settings, client: Any | None = None) -> 
 
 
 def _write_meta(client: Any, name: str, manifest: layout.Manifest, stats: Stats, facets: list[str] | None) -> None:
-    rows = [
-        {"key": "manifest", "value": json.dumps(asdict(manifest), ensure_ascii=False), "_v": [1.0, 0.0]},
-        {"key": "stats", "value": json.dumps(asdict(stats)), "_v": [1.0, 0.0]},
-    ]
+    rows = [*_pieces("manifest", json.dumps(asdict(manifest), ensure_ascii=False))]
+    rows += _pieces("stats", json.dumps(asdict(stats)))
     if facets is not None:
-        rows.append({"key": "facets", "value": json.dumps(facets, ensure_ascii=False)[:VARCHAR], "_v": [1.0, 0.0]})
-    client.upsert(name, rows)
+        rows += _pieces("facets", json.dumps(facets, ensure_ascii=False))
+    client.upsert(name, [{**r, "_v": [1.0, 0.0]} for r in rows])
 
 
 def prune(client: Any, prefix: str, keep: int) -> list[str]:

@@ -5,6 +5,7 @@ Assertions are on ranks and ids, not raw scores (lite's own BM25 is not used: Sa
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -230,3 +231,24 @@ def test_eval_milvus_within_001_of_local(embedder, settings: Settings, tmp_path:
     assert abs(a["R@1"] - b["R@1"]) <= 0.01, (a, b)
     assert abs(a["MRR@10"] - b["MRR@10"]) <= 0.01
     assert b["R@1"] > 0.5  # a meaningful level, not two equal zeros
+
+
+def test_facets_of_many_events_are_stored_whole(engine, milvus_settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An archive of thousands of events lists them all in the generation's meta, longer than one
+    VARCHAR field (65,535): stored in pieces in real milvus-lite and read back whole; a piece
+    missing is an error, not a shorter list."""
+    from indexer import layout
+    from indexer import milvus as mv
+
+    s = milvus_settings.model_copy(update={"milvus_uri": str(tmp_path / "facets.db")})
+    client = mv.connect(s)
+    schema, index_params = mv._schemas(engine.manifest.dim)["meta"]
+    client.create_collection("salon_t_meta", schema=schema, index_params=index_params)
+    facets = sorted(f"Salon professionnel de l'été n°{i} — Genève & Zürich" for i in range(5000))
+    stats = mv.Stats(10, 10, 40, 3, 120, 17.5)
+    mv._write_meta(client, "salon_t_meta", engine.manifest, stats, facets)
+    assert len(json.dumps(facets, ensure_ascii=False).encode()) > 3 * mv.VARCHAR
+    assert mv.read_meta(client, "salon_t_meta", "t") == (engine.manifest, stats, facets)
+    client.delete("salon_t_meta", filter='key == "facets#2"')
+    with pytest.raises(layout.IndexCorrupt, match="facets is missing some of its"):
+        mv.read_meta(client, "salon_t_meta", "t")
