@@ -25,6 +25,7 @@ from search.runtime import Runtime
 from search.store import LocalStore, Store, StoreView, Where
 from search.types import (
     Answer,
+    AnswerStatus,
     ArticleInfo,
     Filters,
     Highlight,
@@ -259,7 +260,14 @@ class Engine:
                 for res in results:
                     res.highlights = [h for h in res.highlights if h.kind != "answer"]
         took = (time.perf_counter() - t0) * 1000
-        return SearchResponse(q, round(took, 2), len(ranked), ans, results, answers)
+        status: AnswerStatus
+        if not is_question(q):
+            status = "not_a_question"
+        elif not answer or qv is None:
+            status = "skipped"
+        else:
+            status = "answered" if ans is not None else "declined"
+        return SearchResponse(q, round(took, 2), len(ranked), ans, results, answers, k, offset, status)
 
     def readings(self, query: str, gate: bool = True) -> list[Reading]:
         """The reader's readings of question ``query`` as a default search makes them (hybrid,

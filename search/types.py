@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 # Field descriptions here are what /docs shows: the web layer serves these types as they are.
+
+
+AnswerStatus = Literal["answered", "declined", "not_a_question", "skipped"]
 
 
 class SearchError(ValueError):
@@ -85,11 +88,22 @@ class SearchResponse:
     query: str
     took_ms: float
     total: Annotated[int, Field(description="Distinct passages found (before paging)")]
-    answer: Annotated[Answer | None, Field(description="Best answer for a question, or null (abstained)")]
+    answer: Annotated[Answer | None, Field(description="Best answer for a question, or null: see answer_status")]
     results: list[Result]
     answers: Annotated[list[Answer], Field(description="Distinct answers across articles")] = field(
         default_factory=list
     )
+    k: Annotated[int, Field(description="Results per page, as asked")] = 10
+    offset: Annotated[int, Field(description="Results skipped, as asked")] = 0
+    answer_status: Annotated[
+        AnswerStatus,
+        Field(
+            description="answered: `answer` holds the best answer; declined: a question, but no answer was "
+            "confident enough; not_a_question: keywords, so no answer was sought; skipped: no answer asked "
+            "for (answer=false, or lexical mode)"
+        ),
+    ] = "not_a_question"
+    next: Annotated[str | None, Field(description="The next page's URL (HTTP API), or null on the last page")] = None
 
 
 @dataclass

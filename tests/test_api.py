@@ -40,8 +40,47 @@ def test_search_json_shape_and_answer(client) -> None:  # type: ignore[no-untype
 def test_one_error_shape(client, params: dict, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
     r = client.get("/search", params=params)
     assert r.status_code == status
-    assert r.json() == {"error": {"code": code, "message": r.json()["error"]["message"]}}
-    assert r.json()["error"]["message"]
+    err = r.json()["error"]
+    assert set(err) <= {"code", "message", "request_id", "details"} and err["code"] == code and err["message"]
+    assert err["request_id"] == r.headers["x-request-id"]
+    if code == "invalid_parameter":  # FastAPI's validation: which parameter, said apart
+        assert err["details"] and {d["param"] for d in err["details"]} <= {"q", "k"}
+
+
+def test_search_contract(client) -> None:  # type: ignore[no-untyped-def]
+    """k and offset echoed, the next page's link, why there is or is not an answer, the answer
+    step and the retrieval mode chosen over HTTP."""
+    q = "qui a critiqué Salesforce ?"
+    body = client.get("/search", params={"q": q, "k": 2}).json()
+    assert (body["k"], body["offset"], body["answer_status"]) == (2, 0, "answered")
+    assert body["next"] and client.get(body["next"]).json()["offset"] == 2
+    assert client.get("/search", params={"q": q, "k": 2, "offset": body["total"] - 1}).json()["next"] is None
+    skipped = client.get("/search", params={"q": q, "answer": "false"}).json()
+    assert skipped["answer"] is None and skipped["answer_status"] == "skipped"
+    assert skipped["results"][0]["doc_id"] == body["results"][0]["doc_id"]
+    assert client.get("/search", params={"q": "Dreamforce Salesforce"}).json()["answer_status"] == "not_a_question"
+    declined = client.get("/search", params={"q": "quelle est la recette de la tarte tatin ?"}).json()
+    assert declined["answer"] is None and declined["answer_status"] == "declined"
+    lexical = client.get("/search", params={"q": "activistes", "mode": "lexical"}).json()
+    assert ACTIVISTS in lexical["results"][0]["passage"]
+    bad = client.get("/search", params={"q": q, "mode": "fuzzy"})
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["param"] == "mode"
+
+
+def test_headers_the_statuses_require(client) -> None:  # type: ignore[no-untyped-def]
+    """405 with Allow, 401 with WWW-Authenticate, Vary: Accept where the URL answers HTML or JSON,
+    a request id echoed when given and made when not; /version."""
+    r = client.delete("/search", params={"q": "salon"})
+    assert r.status_code == 405 and "GET" in r.headers["allow"]
+    rid = client.get("/search", params={"q": "salon"}, headers={"X-Request-Id": "trace-42"}).headers["x-request-id"]
+    assert rid == "trace-42"
+    made = client.get("/search", params={"q": "salon"}, headers={"X-Request-Id": "bad id\n"}).headers["x-request-id"]
+    assert made != "bad id\n" and len(made) == 32
+    doc = client.get("/search", params={"q": "Dreamforce"}).json()["results"][0]["doc_id"]
+    assert client.get(f"/articles/{doc}").headers["vary"] == "Accept"
+    assert client.get(f"/articles/{doc}", headers={"accept": "text/html"}).headers["vary"] == "Accept"
+    v = client.get("/version").json()
+    assert v["version"] and v["generation"].startswith("gen-") and v["model"]
 
 
 def test_unknown_article_json_and_html(client) -> None:  # type: ignore[no-untyped-def]
@@ -112,7 +151,8 @@ def test_admin_reload_swaps_generation_and_refuses_a_damaged_one(settings, embed
     app = create_app(s, State(s, embedder, Engine.open(s.index_dir, s, embedder), None))
     with TestClient(app) as c:
         assert c.get("/health").json()["generation"] == first.generation.name
-        assert c.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        wrong = c.post("/admin/reload", headers={"Authorization": "Bearer wrong"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Bearer")
         assert c.post("/admin/reload", headers={"Authorization": "sekret"}).status_code == 401  # no scheme
         assert c.post("/admin/reload").json()["error"]["code"] == "unauthorized"
         (corpus / "b.md").write_text("---\ntitle: Nautique\n---\nLe salon nautique ouvre.", encoding="utf-8")

@@ -5,15 +5,18 @@ from __future__ import annotations
 import hmac
 import importlib.resources
 import logging
+import re
 import threading
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,7 +32,7 @@ from search.engine import Engine
 from search.runtime import Runtime
 from search.types import ArticleInfo, Filters, SearchError, SearchResponse
 from web.render import answer_pieces, segments
-from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut
+from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut, VersionOut
 
 log = logging.getLogger("salon.web")
 VERSION = package_version("salon")
@@ -111,6 +114,15 @@ StateDep = Annotated[State, Depends(get_state)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
+# A caller's request id is echoed when it is a plain token; otherwise Salon makes one.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(request: Request) -> str:
+    rid: str = getattr(request.state, "request_id", "") or uuid.uuid4().hex
+    return rid
+
+
 def wants_html(request: Request) -> bool:
     if request.url.path in ("/", "") or request.query_params.get("format") == "html":
         return True
@@ -171,25 +183,43 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         )
         return resp
 
-    def error_response(request: Request, status: int, code: str, message: str) -> Response:
+    def error_response(
+        request: Request,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        rid = request_id(request)
         if wants_html(request):
             return templates.TemplateResponse(
-                request, "error.html", {"status": status, "code": code, "message": message}, status_code=status
+                request,
+                "error.html",
+                {"status": status, "code": code, "message": message, "request_id": rid},
+                status_code=status,
+                headers=headers,
             )
-        return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+        body: dict[str, Any] = {"code": code, "message": message, "request_id": rid}
+        if details:
+            body["details"] = details
+        return JSONResponse({"error": body}, status_code=status, headers=headers)
 
     @app.exception_handler(SearchError)
     async def on_search_error(request: Request, exc: SearchError) -> Response:
-        return error_response(request, exc.status, exc.code, exc.message)
+        # RFC 9110: a 401 names the scheme it wants
+        headers = {"WWW-Authenticate": 'Bearer realm="salon"'} if exc.status == 401 else None
+        return error_response(request, exc.status, exc.code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
-        parts = []
-        for e in exc.errors():
-            where = ".".join(str(x) for x in e.get("loc", [])[1:]) or "request"
-            parts.append(f"{where}: {e.get('msg')}")
+        details = [
+            {"param": ".".join(str(x) for x in e.get("loc", [])[1:]) or "request", "message": str(e.get("msg"))}
+            for e in exc.errors()
+        ]
+        parts = "; ".join(f"{d['param']}: {d['message']}" for d in details)
         return error_response(
-            request, 422, "invalid_parameter", "paramètre invalide / invalid parameter — " + "; ".join(parts)
+            request, 422, "invalid_parameter", "paramètre invalide / invalid parameter — " + parts, details
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -198,7 +228,8 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             exc.status_code, "http_error"
         )
         msg = {404: "page introuvable / not found"}.get(exc.status_code, str(exc.detail))
-        return error_response(request, exc.status_code, code, msg)
+        # Starlette's 405 carries the Allow header the status requires
+        return error_response(request, exc.status_code, code, msg, headers=dict(exc.headers or {}) or None)
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> Response:
@@ -207,6 +238,8 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        given = request.headers.get("x-request-id", "")
+        request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         length = request.headers.get("content-length")
         if length and (not length.isdigit() or int(length) > MAX_BODY):
             resp = error_response(request, 413, "request_too_large", "requête trop volumineuse / request too large")
@@ -216,12 +249,22 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             resp = await call_next(request)
         for k, v in SECURITY_HEADERS.items():
             resp.headers.setdefault(k, v)
+        resp.headers["X-Request-Id"] = request.state.request_id
         return resp
 
     def run_search(
-        engine: Engine, q: str, k: int, offset: int, event: str | None, date_from: str | None, date_to: str | None
+        engine: Engine,
+        q: str,
+        k: int,
+        offset: int,
+        event: str | None,
+        date_from: str | None,
+        date_to: str | None,
+        mode: str = "hybrid",
+        answer: bool = True,
     ) -> Any:
-        return engine.search(q, k=k, offset=offset, filters=Filters(event or None, date_from or None, date_to or None))
+        filters = Filters(event or None, date_from or None, date_to or None)
+        return engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
 
     @app.get(
         "/search",
@@ -241,8 +284,21 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         event: Annotated[str | None, Query(description="Only this event or source")] = None,
         date_from: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,
         date_to: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,
+        mode: Annotated[
+            Literal["hybrid", "dense", "lexical"], Query(description="Retrieval: hybrid (default), dense or lexical")
+        ] = "hybrid",
+        answer: Annotated[bool, Query(description="Seek an answer for a question (false: passages only)")] = True,
     ) -> Any:
-        return run_search(engine, q, k, offset, event, date_from, date_to)
+        res = run_search(engine, q, k, offset, event, date_from, date_to, mode, answer)
+        if offset + k < res.total:
+            params = {"q": q, "k": k, "offset": offset + k, "event": event, "date_from": date_from}
+            params |= {
+                "date_to": date_to,
+                "mode": mode if mode != "hybrid" else None,
+                "answer": None if answer else "false",
+            }
+            res.next = "/search?" + urlencode({key: v for key, v in params.items() if v is not None})
+        return res
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(
@@ -305,7 +361,8 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
     ) -> Any:
         art = engine.article(doc_id)
         if not wants_html(request):
-            return art
+            # the same URL answers HTML or JSON by Accept: caches must key on it
+            return JSONResponse(jsonable_encoder(art), headers={"Vary": "Accept"})
         hl = []
         if start is not None and end is not None and 0 <= start < end <= len(art.text):
             from search.types import Highlight
@@ -315,7 +372,14 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             request,
             "article.html",
             {"art": art, "segments": segments, "highlights": hl, "q": q or "", "has_passage": bool(hl)},
+            headers={"Vary": "Accept"},
         )
+
+    @app.get("/version", response_model=VersionOut, summary="Salon's version, the model and the served generation")
+    def version(st: StateDep) -> Any:
+        e = st.engine
+        model = st.runtime.info.model_id if st.runtime else None
+        return {"version": VERSION, "model": model, "generation": e.generation.name if e else None}
 
     @app.get("/health", response_model=HealthOut, summary="Served index and model")
     def health(st: StateDep) -> Any:

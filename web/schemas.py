@@ -52,6 +52,10 @@ SEARCH_EXAMPLE: Any = {
         }
     ],
     "answers": [],
+    "k": 10,
+    "offset": 0,
+    "answer_status": "answered",
+    "next": None,
 }
 
 
@@ -64,9 +68,22 @@ class HealthOut(BaseModel):
     detail: str | None = None
 
 
+class VersionOut(BaseModel):
+    version: str = Field(description="Salon's package version")
+    model: str | None = Field(description="The embedding model's id (with its checksum)")
+    generation: str | None = Field(description="The index generation served, or null when none is")
+
+
+class ErrorDetail(BaseModel):
+    param: str = Field(description="The parameter at fault", examples=["k"])
+    message: str = Field(examples=["Input should be a valid integer"])
+
+
 class ErrorBody(BaseModel):
     code: str = Field(examples=["empty_query"])
     message: str = Field(examples=["la requête est vide / the query is empty"])
+    request_id: str = Field(description="This request's id, as in the X-Request-Id header and the log")
+    details: list[ErrorDetail] | None = Field(None, description="Which parameters were invalid (422)")
 
 
 class ErrorOut(BaseModel):
