@@ -272,9 +272,12 @@ def model(ctx: click.Context) -> None:
 )
 @click.option(
     "--fit-reader",
-    is_flag=True,
-    help="Refit the reader's answer confidence and threshold on these questions and write them into "
-    "the reader artifact's reader.json (use --split calib).",
+    "fit_into",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Refit the reader's answer confidence and threshold on these questions (--split calib or "
+    "train, never test) and write them into the reader artifact in this folder: a copy of the reader "
+    "evaluated when the folder does not exist yet. The shipped artifact is changed only when named "
+    "(search/reader_model).",
 )
 @click.option(
     "--questions",
@@ -292,17 +295,27 @@ def eval_cmd(
     max_docs: int | None,
     store: str | None,
     split: str | None,
-    fit_reader: bool,
+    fit_into: Path | None,
     questions: Path | None,
 ) -> None:
     """Build a temporary index of DATASET_DIR and report retrieval quality and latency."""
     from search.evaluate import evaluate, format_table
+    from search.reader import ARTIFACT_DIR, ReaderError, read_meta
 
     s = _settings(ctx)
-    if fit_reader and split is None:
-        raise click.UsageError("--fit-reader needs --split (fit on calib, report on test)")
+    fit_reader = fit_into is not None
+    if fit_reader and split not in ("calib", "train"):
+        raise click.UsageError("--fit-reader fits on --split calib (or train); test is for reporting only")
     if fit_reader and not s.reader:
         raise click.UsageError("--fit-reader needs the reader on (SALON_READER=true)")
+    source = s.reader_dir or ARTIFACT_DIR
+    if fit_into is not None and fit_into.exists():
+        try:  # an existing folder must hold the very weights evaluated, or the fit would not be theirs
+            same = read_meta(fit_into)["sha256"] == read_meta(source)["sha256"]
+        except ReaderError as exc:
+            raise click.UsageError(f"--fit-reader {fit_into}: {exc}") from exc
+        if not same:
+            raise click.UsageError(f"--fit-reader {fit_into} holds other weights than the reader evaluated ({source})")
     report = evaluate(
         dataset_dir,
         s,
@@ -315,13 +328,16 @@ def eval_cmd(
         fit_reader=fit_reader,
         questions=questions,
     )
-    if fit_reader:
-        from search.reader import ARTIFACT_DIR
+    if fit_into is not None:
+        import shutil
+
         from training.reader_train import write_calibration
 
         if "calibration" not in report.get("reader", {}):
             raise click.ClickException("the reader could not be loaded: nothing fitted (see the warning above)")
-        path = write_calibration(report["reader"]["calibration"], split or "", s.reader_dir or ARTIFACT_DIR)
+        if not fit_into.exists():
+            shutil.copytree(source, fit_into)
+        path = write_calibration(report["reader"]["calibration"], split or "", fit_into)
         click.echo(f"answer confidence written to {path}", err=True)
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 

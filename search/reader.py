@@ -715,7 +715,9 @@ class Reader:
         reader.smoothing = smoothing
         if not reader.calibration.get("weights"):
             print(
-                "salon: warning: the reader has no fitted confidence; run `salon eval … --fit-reader`", file=sys.stderr
+                "salon: warning: the reader has no fitted confidence; "
+                "run `salon eval … --split calib --fit-reader DIR`",
+                file=sys.stderr,
             )
         if onnx_dir is not None:
             try:

@@ -89,3 +89,22 @@ def test_reworded_questions_replace_the_originals(tmp_path) -> None:  # type: ig
     bad.write_text("not json\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="expected JSON lines"):
         load_dataset(PIAF, questions=bad)
+
+
+def test_fit_reader_refuses_the_test_split_and_other_weights(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The confidence is fitted on calib (or train), never on the articles it is reported on, and
+    only into a folder named on the command line that holds the reader evaluated (or a new one)."""
+    from salon.cli import main
+    from search.reader import ARTIFACT_DIR
+
+    before = (ARTIFACT_DIR / "reader.json").read_bytes()
+    out = CliRunner().invoke(main, ["eval", str(PIAF), "--split", "test", "--fit-reader", str(tmp_path / "r")])
+    assert out.exit_code == 2 and "test is for reporting only" in out.output
+    out = CliRunner().invoke(main, ["eval", str(PIAF), "--fit-reader", str(tmp_path / "r")])
+    assert out.exit_code == 2 and "--split calib" in out.output
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "reader.json").write_text("{}", encoding="utf-8")
+    out = CliRunner().invoke(main, ["eval", str(PIAF), "--split", "calib", "--fit-reader", str(other)])
+    assert out.exit_code == 2 and str(other) in out.output
+    assert (ARTIFACT_DIR / "reader.json").read_bytes() == before and not (tmp_path / "r").exists()
