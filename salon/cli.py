@@ -165,7 +165,9 @@ def open_engine(s: Settings, index_dir: Path | None):  # type: ignore[no-untyped
 
 @main.command()
 @click.argument("query")
-@click.option("-k", default=5, show_default=True, help="Number of results.")
+@click.option("-k", type=click.IntRange(1, 500), default=10, show_default=True, help="Results per page (as the API).")
+@click.option("--offset", type=click.IntRange(0, 1000), default=0, show_default=True, help="Results to skip.")
+@click.option("--no-answer", is_flag=True, help="Passages only: do not seek an answer (the API's answer=false).")
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid", show_default=True)
 @click.option("--event", help="Only articles of this event or source.")
@@ -178,6 +180,8 @@ def search(
     ctx: click.Context,
     query: str,
     k: int,
+    offset: int,
+    no_answer: bool,
     as_json: bool,
     mode: str,
     event: str | None,
@@ -195,7 +199,8 @@ def search(
         s.store = store  # type: ignore[assignment]
     engine = open_engine(s, index_dir)
     try:
-        res = engine.search(query, k=k, filters=Filters(event, date_from, date_to), mode=mode)
+        filters = Filters(event, date_from, date_to)
+        res = engine.search(query, k=k, offset=offset, filters=filters, mode=mode, answer=not no_answer)
     except SearchError as exc:
         raise click.ClickException(exc.message) from exc
     if as_json:
@@ -207,9 +212,13 @@ def search(
         if a.span_text:
             click.echo(f"  → {a.span_text}")
         click.echo(f"  [{a.title}]\n")
-    for i, r in enumerate(res.results, 1):
+    elif res.answer_status == "declined":
+        click.echo("Pas de réponse assez sûre / no answer confident enough: the passages below.\n")
+    for i, r in enumerate(res.results, offset + 1):
         click.echo(click.style(f"{i}. {r.title}", bold=True) + f"  ({r.event}, {r.date}) score {r.score:.4f}")
         click.echo("   " + r.passage.replace("\n", " ")[:400] + ("…" if len(r.passage) > 400 else ""))
+        if r.url:
+            click.echo(f"   {r.url}")
     click.echo(f"\n{res.total} candidates, {res.took_ms:.0f} ms")
 
 

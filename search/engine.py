@@ -429,6 +429,7 @@ class Engine:
             en,
             hl,
             c.scores,
+            art.url,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class Result:
     end: int
     highlights: list[Highlight] = field(default_factory=list)
     scores: Scores = field(default_factory=Scores)
+    url: Annotated[str, Field(description="The article's own address (its metadata), or empty")] = ""
 
 
 @dataclass

@@ -22,6 +22,7 @@ event: "Salon <img src=x onerror=alert(2)>"
 place: Lyon
 source: test
 language: fr
+url: "javascript:alert(6)"
 ---
 Le salon piégé de Lyon a accueilli <script>alert(3)</script> des exposants.
 

@@ -117,6 +117,7 @@ def test_xss_payloads_do_not_execute(page, server: str) -> None:  # type: ignore
     body = page.inner_text("body")
     assert "onerror=alert(4)" in body  # the indexed article's payload is shown as text
     assert page.locator("img").count() == 0
+    assert page.locator("a.article-url").count() == 0  # its javascript: url is never a link
     page.locator("a.result-link").first.click()
     page.wait_for_load_state()
     assert page.locator("img").count() == 0

@@ -42,7 +42,7 @@ def test_modes_and_abstention(engine) -> None:  # type: ignore[no-untyped-def]
     assert res.answer is None
 
 
-def test_cli_search_json(settings) -> None:  # type: ignore[no-untyped-def]
+def test_cli_search_json(settings, engine) -> None:  # type: ignore[no-untyped-def]
     from salon.cli import main
 
     runner = CliRunner()
@@ -54,6 +54,18 @@ def test_cli_search_json(settings) -> None:  # type: ignore[no-untyped-def]
     assert ACTIVISTS in data["results"][0]["passage"]
     bad = runner.invoke(main, ["search", "   ", "--index-dir", str(settings.index_dir)])
     assert bad.exit_code == 1 and "vide" in bad.output
+    # a question with no confident answer says so, rather than printing passages as if they answered
+    tatin = runner.invoke(
+        main, ["search", "quelle est la recette de la tarte tatin ?", "--index-dir", str(settings.index_dir)]
+    )
+    assert tatin.exit_code == 0 and "no answer confident enough" in tatin.output
+    page2 = runner.invoke(
+        main, ["search", "Salesforce", "-k", "2", "--offset", "2", "--index-dir", str(settings.index_dir)]
+    )
+    assert page2.exit_code == 0 and page2.output.lstrip().startswith("3. ")
+    assert (
+        runner.invoke(main, ["search", "Salesforce", "-k", "0", "--index-dir", str(settings.index_dir)]).exit_code == 2
+    )
 
 
 def test_fusion_scores_and_dedupe(engine) -> None:  # type: ignore[no-untyped-def]
