@@ -268,6 +268,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     @app.get(
         "/search",
+        tags=["search"],
         response_model=SearchResponse,
         summary="Search passages (JSON)",
         responses={
@@ -347,6 +348,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     @app.get(
         "/articles/{doc_id}",
+        tags=["search"],
         response_model=ArticleInfo,
         summary="One article (JSON, or HTML for browsers)",
         responses={404: {"model": ErrorOut}},
@@ -375,13 +377,15 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             headers={"Vary": "Accept"},
         )
 
-    @app.get("/version", response_model=VersionOut, summary="Salon's version, the model and the served generation")
+    @app.get(
+        "/version", tags=["service"], response_model=VersionOut, summary="Salon's version, model and served generation"
+    )
     def version(st: StateDep) -> Any:
         e = st.engine
         model = st.runtime.info.model_id if st.runtime else None
         return {"version": VERSION, "model": model, "generation": e.generation.name if e else None}
 
-    @app.get("/health", response_model=HealthOut, summary="Served index and model")
+    @app.get("/health", tags=["service"], response_model=HealthOut, summary="Served index and model")
     def health(st: StateDep) -> Any:
         e = st.engine
         if e is None:
@@ -400,6 +404,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     @app.post(
         "/admin/reload",
+        tags=["admin"],
         summary="Serve the newest index generation (needs SALON_ADMIN_TOKEN)",
         responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
     )
