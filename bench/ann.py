@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 from load import rss_mib
-from report import write_json
+
+from search.evaluate import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,13 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import table, write_json
-
 from indexer.build import build_index
 from indexer.corpus import CorpusReport
 from indexer.model import Embedder
 from indexer.settings import Settings
-from search.evaluate import load_dataset
+from search.evaluate import load_dataset, table, write_json
 
 
 def main() -> None:

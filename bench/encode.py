@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from report import pct, write_json
 
 from indexer.model import Embedder, native_bf16
 from indexer.settings import Settings
+from search.evaluate import pct, write_json
 
 
 def best_gflops(matmul: Callable[[], object], n: int, reps: int = 10) -> float:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from report import pct, table, write_json
+
+from search.evaluate import pct, table, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES: list[dict[str, str]] = [

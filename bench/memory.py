@@ -29,7 +29,8 @@ from typing import Any
 
 import httpx
 from load import QUERIES, free_port
-from report import pct, table, write_json
+
+from search.evaluate import pct, table, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_QUESTION = "qui a critiqué Salesforce ?"

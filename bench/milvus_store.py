@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import p50_95_99, table, write_json
 from scale import ROOT, ensure_index, queries, subset
 
 from indexer import layout
@@ -31,7 +30,7 @@ from indexer.milvus import publish
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.engine import Engine
-from search.evaluate import load_dataset
+from search.evaluate import load_dataset, p50_95_99, table, write_json
 
 
 def timed(engine: Engine, q: str, qv: Any) -> tuple[float, float, float, list[tuple[str, int]]]:

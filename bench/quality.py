@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from report import write_json
 
 from indexer.model import resolve_model
 from indexer.settings import Settings
-from search.evaluate import evaluate, load_dataset, metrics_for
+from search.evaluate import evaluate, load_dataset, metrics_for, write_json
 
 COLS = ["R@1", "R@5", "R@20", "MRR@10", "nDCG@10", "p50_ms", "p95_ms"]
 

@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import table, write_json
-
 from indexer import layout
+from search.evaluate import table, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

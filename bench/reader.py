@@ -18,14 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from report import pct, write_json
-
 from indexer.build import build_index
 from indexer.corpus import CorpusReport
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.engine import Engine
-from search.evaluate import load_dataset
+from search.evaluate import load_dataset, pct, write_json
 from search.reader import answer_f1, normalize_answer
 
 CONFIGS: dict[str, dict[str, Any]] = {

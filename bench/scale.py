@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 from load import free_port, rss_mib
-from report import p50_95_99, write_json
 
 from indexer import layout
 from indexer.analysis import analyze
@@ -42,7 +41,7 @@ from indexer.build import build_index
 from indexer.corpus import Article, CorpusReport
 from indexer.model import Embedder
 from indexer.settings import Settings
-from search.evaluate import load_dataset, metrics_for
+from search.evaluate import load_dataset, metrics_for, p50_95_99, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -161,8 +161,8 @@ def metrics_for(ranks: list[int | None], lat: list[float]) -> dict[str, float]:
         "R@20": recall(20),
         "MRR@10": sum(1 / r for r in ranks if r is not None and r <= 10) / n,
         "nDCG@10": sum(1 / math.log2(r + 1) for r in ranks if r is not None and r <= 10) / n,
-        "p50_ms": float(np.percentile(lat, 50)) if lat else 0.0,
-        "p95_ms": float(np.percentile(lat, 95)) if lat else 0.0,
+        "p50_ms": pct(lat, 50) if lat else 0.0,
+        "p95_ms": pct(lat, 95) if lat else 0.0,
     }
 
 
@@ -506,6 +506,33 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
         )
         engine.settings = saved
     return m
+
+
+# What salon eval and every benchmark (bench/) do with figures: percentiles, a Markdown table on
+# stdout, JSON on disk.
+def pct(xs: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of ``xs`` (NaN for none)."""
+    return float(np.percentile(np.asarray(xs), q)) if len(xs) else float("nan")
+
+
+def p50_95_99(xs: Sequence[float]) -> list[float]:
+    return [round(pct(xs, p), 1) for p in (50, 95, 99)]
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table, as the docs show it."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: Path | None, data: Any) -> None:
+    """Write ``data`` to ``path`` (folders made; nothing when ``path`` is None)."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=float) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
 
 
 def format_table(report: dict[str, Any]) -> str:
