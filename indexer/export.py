@@ -1,23 +1,15 @@
-"""ONNX Runtime for Salon's networks (the query encoder; the reader, from ``search``): the
-export from PyTorch, written once into the cache, and the check that it reads like PyTorch."""
+"""ONNX Runtime for Salon's networks (the query encoder, indexer/serving.py; the reader,
+search/reader.py): the export from PyTorch and the session options. Each caller checks its graph
+against PyTorch and records the outputs it checked, so a server checks them again without it."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from indexer.files import atomic_path
-
-# An input of the session (name → array) and what PyTorch gives for it, output by output.
-Probe = tuple[dict[str, np.ndarray], Sequence[np.ndarray]]
-
-
-class ExportMismatch(RuntimeError):
-    """An ONNX graph whose outputs differ from PyTorch's beyond the tolerance."""
 
 
 def session_options() -> Any:
@@ -72,37 +64,6 @@ def export(
         )
 
 
-def max_abs_gap(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.abs(got - want).max())
-
-
 def cosine_gap(got: np.ndarray, want: np.ndarray) -> float:
     """1 − the lowest cosine between matching rows of unit vectors."""
     return 1.0 - float((got * want).sum(axis=1).min())
-
-
-def checked_session(
-    path: Path,
-    make: Callable[[Path], None],
-    probes: Sequence[Probe],
-    tolerance: float,
-    gap: Callable[[np.ndarray, np.ndarray], float] = max_abs_gap,
-) -> Any:
-    """The session of the ONNX file ``path``, made first when missing by ``make(temporary path)``
-    (then moved into place atomically, so a crash or a second process never sees half a file).
-
-    Checked on every open, not only after the export: a file made by another version, or
-    damaged in the cache, must not answer differently from PyTorch. ExportMismatch when an output
-    of a probe is further than ``tolerance`` (by ``gap``) from PyTorch's.
-    """
-    if not path.is_file():
-        with atomic_path(path) as tmp:
-            make(tmp)
-    session = open_session(path)
-    worst = 0.0
-    for feed, want in probes:
-        got = session.run(None, feed)
-        worst = max([worst, *(gap(np.asarray(g), np.asarray(w)) for g, w in zip(got, want, strict=True))])
-    if worst > tolerance:
-        raise ExportMismatch(f"ONNX and PyTorch disagree ({gap.__name__} {worst:.5f} > {tolerance}); delete {path}")
-    return session

@@ -246,7 +246,8 @@ class Engine:
         results = [self._result(v, c, qterms) for c in page]
         ans: Answer | None = None
         answers: list[Answer] = []
-        if answer and qv is not None and is_question(q) and ranked:
+        asked = is_question(q)
+        if answer and qv is not None and asked and ranked:
             answers = self.answers.find(q, qv, self.answer_candidates(v, ranked), terms, v)
             ans = answers[0] if answers else None
             if ans is not None:
@@ -261,7 +262,7 @@ class Engine:
                     res.highlights = [h for h in res.highlights if h.kind != "answer"]
         took = (time.perf_counter() - t0) * 1000
         status: AnswerStatus
-        if not is_question(q):
+        if not asked:
             status = "not_a_question"
         elif not answer or qv is None:
             status = "skipped"

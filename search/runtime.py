@@ -87,7 +87,7 @@ class Runtime:
     """Loaded once per process and shared by every engine (a reload keeps it): the query
     encoder, and what the reader needs to run beside it (tokenizer, table, folder)."""
 
-    def __init__(self, folder: Path, settings: Settings) -> None:
+    def __init__(self, folder: Path) -> None:
         manifest = read_manifest(folder)
         verify(folder, manifest)
         self.info = RuntimeInfo(manifest.model_id, folder)
@@ -113,7 +113,7 @@ class Runtime:
     def load(cls, settings: Settings) -> Runtime:
         """The runtime of ``settings.model``; ModelError when its files are not prepared."""
         info = resolve_model(settings, prepare=False)
-        return cls(serving_dir(settings, info.model_id), settings)
+        return cls(serving_dir(settings, info.model_id))
 
     @classmethod
     def prepared(cls, embedder: Embedder, settings: Settings) -> Runtime:
@@ -124,7 +124,7 @@ class Runtime:
 
         runtime = embedder.serving
         if runtime is None:
-            runtime = embedder.serving = cls(prepare(embedder, settings), settings)
+            runtime = embedder.serving = cls(prepare(embedder, settings))
         if settings.reader:
             from search.reader import ARTIFACT_DIR, ReaderError, prepare_reader
 

@@ -37,12 +37,12 @@ def test_missing_or_damaged_serving_files_are_refused_then_remade(embedder, tmp_
     s = Settings(cache_dir=tmp_path / "cache")
     folder = serving.serving_dir(s, embedder.info.model_id)
     with pytest.raises(ModelError, match="salon model"):
-        Runtime(folder, s)
+        Runtime(folder)
     assert serving.prepare(embedder, s) == folder
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [serving.MANIFEST, serving.TABLE, serving.QUERY, serving.TOKENIZER]
     )
-    fresh = Runtime(folder, s)
+    fresh = Runtime(folder)
     assert float(fresh.encode_query(QUESTIONS[0]) @ embedder.encode_query(QUESTIONS[0])) >= 0.9999
 
     query = folder / serving.QUERY
@@ -50,12 +50,12 @@ def test_missing_or_damaged_serving_files_are_refused_then_remade(embedder, tmp_
     data[len(data) // 2] ^= 0xFF
     query.write_bytes(bytes(data))
     with pytest.raises(ModelError, match=r"damaged.*salon model"):
-        Runtime(folder, s)
+        Runtime(folder)
     (folder / serving.TABLE).unlink()
     with pytest.raises(ModelError, match=r"missing.*salon model"):
-        Runtime(folder, s)
+        Runtime(folder)
     serving.prepare(embedder, s)  # what `salon model` runs: made again
-    assert float(Runtime(folder, s).encode_query("Dreamforce") @ embedder.encode_query("Dreamforce")) >= 0.9999
+    assert float(Runtime(folder).encode_query("Dreamforce") @ embedder.encode_query("Dreamforce")) >= 0.9999
 
 
 def test_unprepared_reader_is_named_and_sentences_answer(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -76,7 +76,7 @@ def test_unprepared_reader_is_named_and_sentences_answer(engine, tmp_path: Path)
     for name in (serving.MANIFEST, serving.TABLE, serving.QUERY, serving.TOKENIZER):
         (folder / name).symlink_to(engine.runtime.folder / name)
     s = engine.settings.model_copy(update={"reader_dir": other})
-    finder = AnswerFinder(s, Runtime(folder, s))
+    finder = AnswerFinder(s, Runtime(folder))
     assert finder.reader is None and "salon model" in (finder.reader_error or "")
 
 

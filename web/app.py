@@ -42,9 +42,24 @@ SWAGGER_UI = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 HERE = Path(__file__).parent
 MAX_BODY = 16 * 1024
 
+CSP = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+    "frame-ancestors": "'none'",
+    "form-action": "'self'",
+}
+
+
+def csp(**changes: str) -> str:
+    return "; ".join(f"{k} {v}" for k, v in (CSP | {k.replace("_", "-"): v for k, v in changes.items()}).items())
+
+
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "Content-Security-Policy": csp(),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
@@ -178,9 +193,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
     def api_docs(request: Request) -> Response:
         resp = templates.TemplateResponse(request, "api_docs.html", {"version": VERSION})
         # Swagger UI sets style attributes on the elements it draws; scripts stay 'self' only.
-        resp.headers["Content-Security-Policy"] = SECURITY_HEADERS["Content-Security-Policy"].replace(
-            "style-src 'self'", "style-src 'self' 'unsafe-inline'"
-        )
+        resp.headers["Content-Security-Policy"] = csp(style_src="'self' 'unsafe-inline'")
         return resp
 
     def error_response(
