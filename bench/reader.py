@@ -77,14 +77,14 @@ def run(engine: Engine, qs: list[Any]) -> dict[str, Any]:
         windows.append(0)
         res = engine.search(q.text, k=10)
         lat.append(res.took_ms)
-        shown.append([(x.doc_id, x.span) for x in res.answers if x.score >= threshold])
+        shown.append([(x.doc_id, x.span) for x in res.answers if x.confidence >= threshold])
         a = res.answer
         golds = [normalize_answer(g) for g in q.answers]
         if a is None:
             continue
         f = max(answer_f1(a.span_text, g) for g in q.answers) if a.span_text else 0.0
         f1_any += f
-        if a.score >= threshold:
+        if a.confidence >= threshold:
             answered += 1
             right += any(g and g in normalize_answer(a.text) for g in golds)
             f1 += f

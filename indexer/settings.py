@@ -129,7 +129,15 @@ class Settings(BaseSettings):
         "empty (the default) sends no CORS headers.",
     )
     max_query_chars: int = Field(500, description="Longest accepted query.")
-    max_k: int = Field(50, description="Largest accepted k.")
+    max_k: int = Field(50, ge=1, le=1000, description="Largest accepted k.")
+    max_questions: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Question searches (those that run the reader) served at once; one more waits up to "
+        "question_wait seconds, then gets 429 with Retry-After.",
+    )
+    question_wait: float = Field(2.0, ge=0, le=60, description="Seconds a question waits for a free slot.")
     # Past one machine (docs/scale-out.md): optional extras `.[scale]`, unused by default.
     store: Literal["local", "milvus"] = Field(
         "local",

@@ -208,7 +208,7 @@ def search(
         return
     if res.answer:
         a = res.answer
-        click.echo(click.style(f"Réponse ({a.score:.0%}) : ", bold=True) + a.text)
+        click.echo(click.style(f"Réponse ({a.confidence:.0%}) : ", bold=True) + a.text)
         if a.span_text:
             click.echo(f"  → {a.span_text}")
         click.echo(f"  [{a.title}]\n")
@@ -219,7 +219,8 @@ def search(
         click.echo("   " + r.passage.replace("\n", " ")[:400] + ("…" if len(r.passage) > 400 else ""))
         if r.url:
             click.echo(f"   {r.url}")
-    click.echo(f"\n{res.total} candidates, {res.took_ms:.0f} ms")
+    more = "+" if res.total.relation == "gte" else ""
+    click.echo(f"\n{res.total.value}{more} passages, {res.took_ms:.0f} ms")
 
 
 @main.command()

@@ -12,7 +12,7 @@ import numpy as np
 
 from indexer.analysis import analyze, fold
 from search.reader import sigmoid
-from search.types import Answer, ArticleInfo
+from search.types import Answer, ArticleInfo, passage_id
 
 if TYPE_CHECKING:
     from indexer.settings import Settings
@@ -267,9 +267,10 @@ class AnswerFinder:
                 continue
             seen_articles.add(a)
             art = view.article(a)
-            chunk = cands[rank].row
             st, en = sv.starts[j], sv.ends[j]
-            ans = Answer(art.text[st:en], art.id, int(chunk), st, en, round(conf, 4), art.title)
+            ans = Answer(
+                art.text[st:en], art.doc_id, chunk_passage(art.doc_id, cands[rank]), st, en, round(conf, 4), art.title
+            )
             if not answers:  # the parse costs ~10 ms: only the answer shown on top gets a short span
                 span = short_span(query, art.text, st, en)
                 if span:
@@ -455,12 +456,25 @@ class AnswerFinder:
             first = max((k for k in range(len(sv.starts)) if sv.starts[k] <= sp.start), default=r.index)
             last = max((k for k in range(len(sv.starts)) if sv.starts[k] < sp.end), default=first)
             st, en = min(sv.starts[first], sp.start), max(sv.ends[last], sp.end)
-            ans = Answer(art.text[st:en], art.id, int(cands[r.rank].row), st, en, round(r.conf, 4), art.title)
+            ans = Answer(
+                art.text[st:en],
+                art.doc_id,
+                chunk_passage(art.doc_id, cands[r.rank]),
+                st,
+                en,
+                round(r.conf, 4),
+                art.title,
+            )
             ans.span, ans.span_text = (sp.start, sp.end), sp.text
             answers.append(ans)
             if len(answers) >= 5:
                 break
         return answers
+
+
+def chunk_passage(doc_id: str, c: Candidate) -> str:
+    assert c.chunk is not None
+    return passage_id(doc_id, c.chunk.start, c.chunk.end)
 
 
 def _inside(windows: list[tuple[Window, Sentences]], sv: Sentences, j: int) -> bool:

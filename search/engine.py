@@ -33,9 +33,12 @@ from search.types import (
     Scores,
     SearchError,
     SearchResponse,
+    Total,
+    passage_id,
 )
 
 MODES = ("hybrid", "dense", "lexical")
+MAX_OFFSET = 1000
 # The best passages a question's answer step reads (their sentences are scored, then windows
 # around the best of them go to the reader).
 ANSWER_PASSAGES = 5
@@ -133,29 +136,22 @@ class Engine:
         v = self.store.view()
         i = v.article_row(doc_id)
         if i is None:
-            raise SearchError("article_not_found", f"aucun article « {doc_id} » / no article {doc_id!r}", 404)
+            raise SearchError("article_not_found", f"no article {doc_id!r}", 404, param="doc_id")
         return v.article(i)
 
     # -- search ------------------------------------------------------------------------------
     def validate(self, query: str, k: int, offset: int) -> str:
         q = (query or "").strip()
         if not q:
-            raise SearchError("empty_query", "la requête est vide / the query is empty")
+            raise SearchError("empty_query", "the query is empty", param="q")
         if len(q) > self.settings.max_query_chars:
             raise SearchError(
-                "query_too_long",
-                f"la requête dépasse {self.settings.max_query_chars} "
-                f"caractères / the query is longer than {self.settings.max_query_chars} characters",
+                "query_too_long", f"the query is longer than {self.settings.max_query_chars} characters", param="q"
             )
         if not 1 <= k <= self.settings.max_k:
-            raise SearchError(
-                "k_out_of_range",
-                f"k doit être entre 1 et {self.settings.max_k} / k must be between 1 and {self.settings.max_k}",
-            )
-        if not 0 <= offset <= 1000:
-            raise SearchError(
-                "offset_out_of_range", "offset doit être entre 0 et 1000 / offset must be between 0 and 1000"
-            )
+            raise SearchError("invalid_parameter", f"k must be between 1 and {self.settings.max_k}", param="k")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise SearchError("invalid_parameter", f"offset must be between 0 and {MAX_OFFSET}", param="offset")
         return q
 
     @staticmethod
@@ -163,11 +159,13 @@ class Engine:
         """The store-level form of ``filters`` (casefolded event, day bounds), or None."""
         if not filters:
             return None
-        try:
-            lo = normalise_date(filters.date_from) if filters.date_from else ""
-            hi = normalise_date(filters.date_to) if filters.date_to else ""
-        except ValueError as exc:
-            raise SearchError("bad_date", f"date invalide / invalid date: {exc}") from exc
+        bounds = {}
+        for name, given in (("date_from", filters.date_from), ("date_to", filters.date_to)):
+            try:
+                bounds[name] = normalise_date(given) if given else ""
+            except ValueError as exc:
+                raise SearchError("invalid_parameter", f"{name}: {exc}", param=name) from exc
+        lo, hi = bounds["date_from"], bounds["date_to"]
         from indexer.corpus import date_bounds
 
         return Where(
@@ -234,12 +232,16 @@ class Engine:
         t0 = time.perf_counter()
         q = self.validate(query, k, offset)
         if mode not in MODES:
-            raise SearchError("bad_mode", f"mode must be one of {', '.join(MODES)}")
+            raise SearchError("invalid_parameter", f"mode must be one of {', '.join(MODES)}", param="mode")
         where = self.where(filters)
         v = self.store.view()
         qv = self.runtime.encode_query(q) if mode != "lexical" else None
         terms = analyze(q)
-        ranked = self.retrieve(q, qv, mode, where, max(self.settings.candidates, offset + k), terms, v)
+        depth = max(self.settings.candidates, offset + k)
+        ranked = self.retrieve(q, qv, mode, where, depth, terms, v)
+        # Exact when retrieval ranked every passage it could reach (it stopped short of its depth);
+        # otherwise more passages may match than were ranked.
+        exact = len(ranked) < depth or (mode != "lexical" and len(ranked) >= v.manifest.counts.get("chunks", 1 << 62))
         ranked = self._dedupe(ranked)
         page = ranked[offset : offset + k]
         qterms = set(terms)
@@ -254,9 +256,7 @@ class Engine:
                 for res in results:
                     res.highlights = [h for h in res.highlights if h.kind != "answer"]
                     if res.doc_id == ans.doc_id and res.start <= ans.start and ans.end <= res.end:
-                        res.highlights.insert(
-                            0, Highlight(ans.start - res.start, ans.end - res.start, "answer", round(ans.score, 4))
-                        )
+                        res.highlights.insert(0, Highlight(ans.start - res.start, ans.end - res.start, "answer"))
             else:
                 for res in results:
                     res.highlights = [h for h in res.highlights if h.kind != "answer"]
@@ -268,7 +268,8 @@ class Engine:
             status = "skipped"
         else:
             status = "answered" if ans is not None else "declined"
-        return SearchResponse(q, round(took, 2), len(ranked), ans, results, answers, k, offset, status)
+        total = Total(len(ranked), "eq" if exact else "gte")
+        return SearchResponse(q, round(took, 2), total, ans, results, answers, k, offset, status)
 
     def readings(self, query: str, gate: bool = True) -> list[Reading]:
         """The reader's readings of question ``query`` as a default search makes them (hybrid,
@@ -412,13 +413,13 @@ class Engine:
         passage = art.text[st:en]
         hl: list[Highlight] = []
         if c.best_sentence >= 0:
-            hl.append(Highlight(c.best_span[0] - st, c.best_span[1] - st, "answer", round(c.scores.sentence or 0.0, 4)))
+            hl.append(Highlight(c.best_span[0] - st, c.best_span[1] - st, "answer"))
         for a, b, term in term_spans(passage):
             if term in qterms:
-                hl.append(Highlight(a, b, "term", 1.0))
+                hl.append(Highlight(a, b, "term"))
         return Result(
-            art.id,
-            int(c.row),
+            art.doc_id,
+            passage_id(art.doc_id, st, en),
             art.title,
             art.event,
             art.date,

@@ -473,7 +473,7 @@ def _run_mode(engine: Any, ds: Dataset, mode: str, progress: bool) -> dict[str, 
                 f1 = max(_f1(a.span_text, g) for g in q.answers)
             span_em_any += em
             span_f1_any += f1
-            if a is None or a.score < threshold:
+            if a is None or a.confidence < threshold:
                 abstain += 1
                 continue
             sent_hit += contains

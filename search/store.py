@@ -136,7 +136,7 @@ class LocalStore:
             for a in arts
         ]
         self.article_dates = [(a[4] or "", a[5] or "") for a in arts]
-        self.by_id = {a.id: i for i, a in enumerate(self.articles)}
+        self.by_id = {a.doc_id: i for i, a in enumerate(self.articles)}
         self.chunk_article, self.chunk_start, self.chunk_end = chunks[:, 0], chunks[:, 1], chunks[:, 2]
         self.chunk_first, self.chunk_last = chunks[:, 3], chunks[:, 4]
         self.sent_article, self.sent_start, self.sent_end = sents[:, 0], sents[:, 1], sents[:, 2]

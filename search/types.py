@@ -16,11 +16,12 @@ AnswerStatus = Literal["answered", "declined", "not_a_question", "skipped"]
 class SearchError(ValueError):
     """A request the engine refuses; ``code`` is stable for API clients."""
 
-    def __init__(self, code: str, message: str, status: int = 422) -> None:
+    def __init__(self, code: str, message: str, status: int = 422, param: str | None = None) -> None:
         super().__init__(message)
         self.code = code
-        self.message = message
+        self.message = message  # English: the API's language; the page translates by code
         self.status = status
+        self.param = param  # the request parameter at fault, when there is one
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,6 @@ class Highlight:
     start: Annotated[int, Field(description="Start offset in the result's `passage` (Python string index)")]
     end: Annotated[int, Field(description="End offset in `passage`, exclusive")]
     kind: Annotated[str, Field(description="`answer` (the answering sentence) or `term` (a query word)")]
-    score: float
 
 
 @dataclass
@@ -53,16 +53,23 @@ class Scores:
     final: Annotated[float, Field(description="Second-stage score the results are ordered by")] = 0.0
 
 
+def passage_id(doc_id: str, start: int, end: int) -> str:
+    """A passage's id: its article and offsets, so the same text rebuilt keeps the same id."""
+    return f"{doc_id}:{start}-{end}"
+
+
 @dataclass
 class Result:
     doc_id: str
-    chunk_id: int
+    passage_id: Annotated[
+        str, Field(description="`doc_id:start-end`: stable across rebuilds of the same text and settings")
+    ]
     title: str
     event: str
     date: str
     place: str
     source: str
-    score: float
+    score: Annotated[float, Field(description="Rank score (higher first); not a probability")]
     passage: str
     start: Annotated[int, Field(description="Offset of the passage in the article text")]
     end: int
@@ -75,20 +82,32 @@ class Result:
 class Answer:
     text: str
     doc_id: str
-    chunk_id: int
+    passage_id: Annotated[str, Field(description="The result passage the answer was read from")]
     start: Annotated[int, Field(description="Offset of the answering sentence in the article text")]
     end: int
-    score: Annotated[float, Field(description="Calibrated confidence in [0, 1]")]
+    confidence: Annotated[float, Field(description="Calibrated probability, in [0, 1], that the answer is right")]
     title: str = ""
     span: Annotated[tuple[int, int] | None, Field(description="Short answer, offsets in the article text")] = None
     span_text: str | None = None
 
 
 @dataclass
+class Total:
+    value: Annotated[int, Field(description="Distinct passages ranked for the query")]
+    relation: Annotated[
+        Literal["eq", "gte"],
+        Field(
+            description="eq: every passage of the index was ranked, so `value` is exact; gte: retrieval "
+            "stopped at its depth (SALON_CANDIDATES, or offset + k) and more passages may match"
+        ),
+    ]
+
+
+@dataclass
 class SearchResponse:
     query: str
     took_ms: float
-    total: Annotated[int, Field(description="Distinct passages found (before paging)")]
+    total: Annotated[Total, Field(description="How many passages the query ranked: a count, and whether exact")]
     answer: Annotated[Answer | None, Field(description="Best answer for a question, or null: see answer_status")]
     results: list[Result]
     answers: Annotated[list[Answer], Field(description="Distinct answers across articles")] = field(
@@ -109,7 +128,7 @@ class SearchResponse:
 
 @dataclass
 class ArticleInfo:
-    id: str
+    doc_id: str
     title: str
     date: str
     event: str

@@ -34,7 +34,7 @@ Un visiteur a écrit "><img src=x onerror=alert(4)> dans le livre d'or du salon 
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     # The model folder and the embedding cache live in the user cache (shared across runs),
     # the index in a temporary folder of its own.
-    return Settings(index_dir=tmp_path_factory.mktemp("index"))
+    return Settings(index_dir=tmp_path_factory.mktemp("index"), question_wait=0.2)
 
 
 @pytest.fixture(scope="session")

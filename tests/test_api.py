@@ -23,28 +23,77 @@ def test_search_json_shape_and_answer(client) -> None:  # type: ignore[no-untype
 
 
 @pytest.mark.parametrize(
-    ("params", "status", "code"),
+    ("params", "code", "param"),
     [
-        ({"q": ""}, 422, "empty_query"),
-        ({"q": "   "}, 422, "empty_query"),
-        ({"q": "x" * 501}, 422, "query_too_long"),
-        ({"q": "salon", "k": 0}, 422, "k_out_of_range"),
-        ({"q": "salon", "k": 51}, 422, "k_out_of_range"),
-        ({"q": "salon", "k": "dix"}, 422, "invalid_parameter"),
-        ({"q": "salon", "offset": -1}, 422, "offset_out_of_range"),
-        ({"q": "salon", "date_from": "2019-13"}, 422, "bad_date"),
-        ({"q": "salon", "date_to": "hier"}, 422, "bad_date"),
-        ({}, 422, "invalid_parameter"),
+        ({}, "empty_query", "q"),
+        ({"q": ""}, "empty_query", "q"),
+        ({"q": "   "}, "empty_query", "q"),
+        ({"q": "x" * 501}, "query_too_long", "q"),
+        ({"q": "salon", "k": 0}, "invalid_parameter", "k"),
+        ({"q": "salon", "k": 51}, "invalid_parameter", "k"),
+        ({"q": "salon", "k": "dix"}, "invalid_parameter", "k"),
+        ({"q": "salon", "offset": -1}, "invalid_parameter", "offset"),
+        ({"q": "salon", "date_from": "2019-13"}, "invalid_parameter", "date_from"),
+        ({"q": "salon", "date_to": "hier"}, "invalid_parameter", "date_to"),
     ],
 )
-def test_one_error_shape(client, params: dict, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+def test_one_code_per_fault(client, params: dict, code: str, param: str) -> None:  # type: ignore[no-untyped-def]
+    """A fault has one code whichever layer catches it (FastAPI's validation or the engine's),
+    the parameter named in details, an English message, the request id of the header."""
     r = client.get("/search", params=params)
-    assert r.status_code == status
+    assert r.status_code == 422
     err = r.json()["error"]
-    assert set(err) <= {"code", "message", "request_id", "details"} and err["code"] == code and err["message"]
+    assert set(err) == {"code", "message", "request_id", "details"} and err["code"] == code
+    assert [d["param"] for d in err["details"]] == [param]
+    assert err["message"].isascii() and " / " not in err["message"]  # English, not the old FR / EN pair
     assert err["request_id"] == r.headers["x-request-id"]
-    if code == "invalid_parameter":  # FastAPI's validation: which parameter, said apart
-        assert err["details"] and {d["param"] for d in err["details"]} <= {"q", "k"}
+
+
+def test_total_and_passage_ids(client) -> None:  # type: ignore[no-untyped-def]
+    """The shipped corpus has fewer passages than retrieval's depth: the count is exact. A
+    passage id names the article and offsets, so it resolves against /articles."""
+    body = client.get("/search", params={"q": "qui a critiqué Salesforce ?"}).json()
+    assert body["total"]["relation"] == "eq" and body["total"]["value"] >= len(body["results"])
+    lexical = client.get("/search", params={"q": "activistes", "mode": "lexical"}).json()
+    assert lexical["total"] == {"value": 1, "relation": "eq"}  # one passage holds the word
+    for r in body["results"]:
+        assert r["passage_id"] == f"{r['doc_id']}:{r['start']}-{r['end']}"
+    a = body["answer"]
+    assert 0 < a["confidence"] <= 1 and "score" not in a
+    assert a["passage_id"] in {r["passage_id"] for r in body["results"]}
+    assert client.get(f"/articles/{a['doc_id']}").json()["doc_id"] == a["doc_id"]
+
+
+def test_cache_validators(client) -> None:  # type: ignore[no-untyped-def]
+    """Answers are fixed for a served generation: an ETag, and 304 when the client has it."""
+    r = client.get("/search", params={"q": "Dreamforce"})
+    tag = r.headers["etag"]
+    assert tag.startswith('W/"') and r.headers["cache-control"] == "no-cache"
+    again = client.get("/search", params={"q": "Dreamforce"}, headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.headers["etag"] == tag and not again.content
+    other = client.get("/search", params={"q": "Dreamforce", "k": 3}, headers={"If-None-Match": tag})
+    assert other.status_code == 200 and other.headers["etag"] != tag
+    art = client.get("/articles/dreamforce-2019")
+    assert client.get("/articles/dreamforce-2019", headers={"If-None-Match": art.headers["etag"]}).status_code == 304
+
+
+def test_question_cap_answers_429(client) -> None:  # type: ignore[no-untyped-def]
+    """With every question slot taken, a question waits SALON_QUESTION_WAIT and gets 429 with
+    Retry-After; a keyword search (no reader) is not held back."""
+    st = client.app.state.salon
+    held = 0
+    while st.questions.acquire(blocking=False):
+        held += 1
+    try:
+        r = client.get("/search", params={"q": "qui a critiqué Salesforce ?"})
+        assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_requests"
+        assert int(r.headers["retry-after"]) >= 1
+        assert client.get("/search", params={"q": "Dreamforce Salesforce"}).status_code == 200
+    finally:
+        for _ in range(held):
+            st.questions.release()
+    assert held == st.settings.max_questions
+    assert client.get("/search", params={"q": "qui a critiqué Salesforce ?"}).status_code == 200
 
 
 def test_search_contract(client) -> None:  # type: ignore[no-untyped-def]
@@ -54,7 +103,7 @@ def test_search_contract(client) -> None:  # type: ignore[no-untyped-def]
     body = client.get("/search", params={"q": q, "k": 2}).json()
     assert (body["k"], body["offset"], body["answer_status"]) == (2, 0, "answered")
     assert body["next"] and client.get(body["next"]).json()["offset"] == 2
-    assert client.get("/search", params={"q": q, "k": 2, "offset": body["total"] - 1}).json()["next"] is None
+    assert client.get("/search", params={"q": q, "k": 2, "offset": body["total"]["value"] - 1}).json()["next"] is None
     skipped = client.get("/search", params={"q": q, "answer": "false"}).json()
     assert skipped["answer"] is None and skipped["answer_status"] == "skipped"
     assert skipped["results"][0]["doc_id"] == body["results"][0]["doc_id"]
@@ -125,12 +174,18 @@ def test_missing_index_is_503(settings, tmp_path) -> None:  # type: ignore[no-un
     from web.app import State, create_app
 
     s = settings.model_copy(update={"index_dir": tmp_path / "none"})
-    app = create_app(s, State(s, None, None, "no index in that folder; build one with `salon index`"))
+    where = str(tmp_path / "none")
+    app = create_app(s, State(s, None, None, f"{where} has no manifest.json: not a Salon index"))
     with TestClient(app) as c:
         r = c.get("/search", params={"q": "salon"})
         assert r.status_code == 503 and "salon index" in r.json()["error"]["message"]
-        assert c.get("/health").status_code == 503
-        assert c.get("/", params={"q": "salon"}).status_code == 503
+        health = c.get("/health")
+        assert health.status_code == 503 and "none has no manifest.json" in health.json()["detail"]
+        page = c.get("/", params={"q": "salon"})
+        assert page.status_code == 503
+        # what a client or a browser sees names the file at fault, never where the server keeps it
+        for text in (r.text, health.text, page.text):
+            assert str(tmp_path) not in text
 
 
 def test_admin_reload_swaps_generation_and_refuses_a_damaged_one(settings, embedder, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

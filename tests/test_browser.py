@@ -82,7 +82,7 @@ def test_ask_and_see_highlighted_answer(page, server: str, tmp_path: Path) -> No
     answer_text = "".join(m.text_content() or "" for m in first.locator("mark.hl-answer").all())
     assert "des activistes critiquant le récent contrat" in answer_text
     assert first.locator("mark.hl-term").count() >= 2
-    assert "résultat" in page.inner_text("#count")
+    assert "passage" in page.inner_text("#count")
     # the answer highlight is visibly different from the term highlight
     bg_answer = page.eval_on_selector(".result mark.hl-answer", "e => getComputedStyle(e).backgroundColor")
     bg_term = page.eval_on_selector(".result mark.hl-term", "e => getComputedStyle(e).backgroundColor")

@@ -182,7 +182,7 @@ def test_cli_build_summarises_bad_files_and_exits_3(tmp_path: Path, settings: Se
     assert any(line.startswith("warning: legacy.txt: ") and "cp1252" in line for line in lines)
     assert "4 file(s) skipped" in out.output
     engine = Engine.open(tmp_path / "i", settings)
-    assert {a.id for a in engine.store.view().articles} == {"a", "b", "legacy"}
+    assert {a.doc_id for a in engine.store.view().articles} == {"a", "b", "legacy"}
     assert engine.search("café du salon", k=1).results[0].doc_id == "legacy"
 
 

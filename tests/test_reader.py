@@ -273,7 +273,7 @@ def test_passage_evidence_says_which_article_retrieval_prefers(engine) -> None: 
     ranked = engine._dedupe(engine.retrieve(q, qv, "hybrid", None, engine.settings.candidates, analyze(q), v))
     rescored = ranked[: engine.settings.rerank_depth]
     top = rescored[0].chunk.article
-    assert v.article(top).id == "dreamforce-2019"
+    assert v.article(top).doc_id == "dreamforce-2019"
     rival = next(c for c in rescored if c.chunk.article != top)  # the best of another article
     ev = passage_evidence(ranked[:5])
     assert ev[0] == pytest.approx((ranked[0].scores.final - 10.0, ranked[0].scores.final - rival.scores.final))

@@ -14,7 +14,7 @@ def test_salesforce_question_finds_the_activists(engine) -> None:  # type: ignor
     res = engine.search("qui a critiqué Salesforce ?", k=5)
     assert ACTIVISTS in res.results[0].passage
     a = res.answer
-    assert a is not None and ACTIVISTS in a.text and a.score >= 0.5
+    assert a is not None and ACTIVISTS in a.text and a.confidence >= 0.5
     art = engine.article(a.doc_id)
     assert art.text[a.start : a.end] == a.text
     assert a.span_text == "des activistes"
@@ -53,7 +53,7 @@ def test_cli_search_json(settings, engine) -> None:  # type: ignore[no-untyped-d
     data = json.loads(out.output)
     assert ACTIVISTS in data["results"][0]["passage"]
     bad = runner.invoke(main, ["search", "   ", "--index-dir", str(settings.index_dir)])
-    assert bad.exit_code == 1 and "vide" in bad.output
+    assert bad.exit_code == 1 and "empty" in bad.output
     # a question with no confident answer says so, rather than printing passages as if they answered
     tatin = runner.invoke(
         main, ["search", "quelle est la recette de la tarte tatin ?", "--index-dir", str(settings.index_dir)]
@@ -100,7 +100,7 @@ def test_distinct_answers_across_articles(engine) -> None:  # type: ignore[no-un
     assert len(ids) == len(set(ids)) >= 2  # one answer per article, several articles
     emarketing = next(a for a in res.answers if a.doc_id == "salon-e-marketing-2012")
     assert "24 et 25 janvier 2012" in emarketing.text
-    assert [a.score for a in res.answers] == sorted((a.score for a in res.answers), reverse=True)
+    assert [a.confidence for a in res.answers] == sorted((a.confidence for a in res.answers), reverse=True)
 
 
 def test_stored_sentence_terms_are_the_analysed_ones(engine) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import importlib.resources
 import logging
@@ -28,10 +29,10 @@ from indexer import layout
 from indexer.model import ModelError
 from indexer.settings import Settings
 from search.answer import is_question
-from search.engine import Engine
+from search.engine import MAX_OFFSET, Engine
 from search.runtime import Runtime
 from search.types import ArticleInfo, Filters, SearchError, SearchResponse
-from web.render import answer_pieces, segments
+from web.render import answer_pieces, page_message, segments
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut, VersionOut
 
 log = logging.getLogger("salon.web")
@@ -41,6 +42,7 @@ VERSION = package_version("salon")
 SWAGGER_UI = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 HERE = Path(__file__).parent
 MAX_BODY = 16 * 1024
+DATE = r"^\d{4}(-\d{2}(-\d{2})?)?$"
 
 CSP = {
     "default-src": "'self'",
@@ -66,13 +68,23 @@ SECURITY_HEADERS = {
 }
 
 
+# A path in a message keeps its last part only: an error a browser or a client sees names the
+# file at fault without telling the world where the server keeps its data.
+_PATH = re.compile(r"(?:[\w.~-]*/)+([\w.-]+)")
+
+
+def public(message: str) -> str:
+    return _PATH.sub(r"\1", message)
+
+
 class EngineUnavailable(SearchError):
     def __init__(self, detail: str) -> None:
-        super().__init__(
-            "index_unavailable",
-            f"index indisponible / index unavailable: {detail}. Run `salon index` to build it.",
-            503,
-        )
+        super().__init__("index_unavailable", f"no index is served ({public(detail)}); run `salon index`", 503)
+
+
+class TooBusy(SearchError):
+    def __init__(self) -> None:
+        super().__init__("too_many_requests", "too many questions at once; retry shortly", 429)
 
 
 class State:
@@ -84,6 +96,9 @@ class State:
         self.engine = engine
         self.error = error
         self.lock = threading.Lock()
+        # Questions run two networks; beyond this many at once, more would only queue inside the
+        # thread pool and time out there, so they wait a little here and then get a 429.
+        self.questions = threading.BoundedSemaphore(settings.max_questions)
 
     def reload(self) -> str:
         """Open the generation CURRENT names; keep serving the old one if it is bad."""
@@ -209,7 +224,12 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             return templates.TemplateResponse(
                 request,
                 "error.html",
-                {"status": status, "code": code, "message": message, "request_id": rid},
+                {
+                    "status": status,
+                    "code": code,
+                    "message": page_message(code, message, request.path_params.get("doc_id")),
+                    "request_id": rid,
+                },
                 status_code=status,
                 headers=headers,
             )
@@ -220,34 +240,43 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     @app.exception_handler(SearchError)
     async def on_search_error(request: Request, exc: SearchError) -> Response:
-        # RFC 9110: a 401 names the scheme it wants
-        headers = {"WWW-Authenticate": 'Bearer realm="salon"'} if exc.status == 401 else None
-        return error_response(request, exc.status, exc.code, exc.message, headers=headers)
+        headers = None
+        if exc.status == 401:  # RFC 9110: a 401 names the scheme it wants
+            headers = {"WWW-Authenticate": 'Bearer realm="salon"'}
+        elif exc.status == 429:
+            headers = {"Retry-After": "1"}
+        details = [{"param": exc.param, "message": exc.message}] if exc.param else None
+        return error_response(request, exc.status, exc.code, public(exc.message), details, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
         details = [
             {"param": ".".join(str(x) for x in e.get("loc", [])[1:]) or "request", "message": str(e.get("msg"))}
-            for e in exc.errors()
+            for e in errors
         ]
+        # One code per fault, whichever layer sees it: the engine says empty_query for a blank q
+        # and query_too_long past the limit, so a missing or overlong q says the same here.
+        code = "invalid_parameter"
+        for e, d in zip(errors, details, strict=True):
+            if d["param"] == "q":
+                code = "query_too_long" if e.get("type") == "string_too_long" else "empty_query"
         parts = "; ".join(f"{d['param']}: {d['message']}" for d in details)
-        return error_response(
-            request, 422, "invalid_parameter", "paramètre invalide / invalid parameter — " + parts, details
-        )
+        return error_response(request, 422, code, "invalid parameter: " + parts, details)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
             exc.status_code, "http_error"
         )
-        msg = {404: "page introuvable / not found"}.get(exc.status_code, str(exc.detail))
+        msg = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
         # Starlette's 405 carries the Allow header the status requires
         return error_response(request, exc.status_code, code, msg, headers=dict(exc.headers or {}) or None)
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path)
-        return error_response(request, 500, "internal_error", "erreur interne / internal error")
+        return error_response(request, 500, "internal_error", "internal error")
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -255,9 +284,9 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         length = request.headers.get("content-length")
         if length and (not length.isdigit() or int(length) > MAX_BODY):
-            resp = error_response(request, 413, "request_too_large", "requête trop volumineuse / request too large")
+            resp = error_response(request, 413, "request_too_large", "request too large")
         elif len(str(request.url)) > 4096:
-            resp = error_response(request, 414, "uri_too_long", "adresse trop longue / URI too long")
+            resp = error_response(request, 414, "uri_too_long", "URI too long")
         else:
             resp = await call_next(request)
         for k, v in SECURITY_HEADERS.items():
@@ -266,6 +295,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         return resp
 
     def run_search(
+        st: State,
         engine: Engine,
         q: str,
         k: int,
@@ -275,9 +305,29 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         date_to: str | None,
         mode: str = "hybrid",
         answer: bool = True,
-    ) -> Any:
+    ) -> SearchResponse:
         filters = Filters(event or None, date_from or None, date_to or None)
-        return engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
+        if not (answer and mode != "lexical" and is_question(q)):
+            return engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
+        if not st.questions.acquire(timeout=settings.question_wait):
+            raise TooBusy()
+        try:
+            return engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
+        finally:
+            st.questions.release()
+
+    def cache_headers(request: Request, engine: Engine) -> dict[str, str]:
+        """A weak ETag from the served generation and the request's query: the same request
+        gets the same answer until a new generation is served. Clients revalidate each time."""
+        key = f"{VERSION}|{engine.generation.name}|{request.url.path}|{sorted(request.query_params.multi_items())}"
+        tag = 'W/"' + hashlib.sha256(key.encode()).hexdigest()[:20] + '"'
+        return {"ETag": tag, "Cache-Control": "no-cache"}
+
+    def not_modified(request: Request, headers: dict[str, str]) -> Response | None:
+        given = request.headers.get("if-none-match", "")
+        if headers["ETag"] in (t.strip() for t in given.split(",")) or given.strip() == "*":
+            return Response(status_code=304, headers=headers)
+        return None
 
     @app.get(
         "/search",
@@ -286,25 +336,39 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         summary="Search passages (JSON)",
         responses={
             200: {"content": {"application/json": {"example": SEARCH_EXAMPLE}}},
+            304: {"description": "Not modified: the If-None-Match ETag is current"},
             422: {"model": ErrorOut},
+            429: {"model": ErrorOut, "description": "Too many questions at once; see Retry-After"},
             503: {"model": ErrorOut},
         },
     )
     def search_json(
+        request: Request,
+        st: StateDep,
         engine: EngineDep,
-        q: Annotated[str, Query(description="Question or keywords", max_length=2000)],
-        k: Annotated[int, Query(description="Results per page, 1 to SALON_MAX_K (50 by default)")] = 10,
-        offset: Annotated[int, Query(description="Results to skip (paging), 0 to 1000")] = 0,
-        event: Annotated[str | None, Query(description="Only this event or source")] = None,
-        date_from: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,
-        date_to: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive")] = None,
+        # Limits from the settings, so the defaults-as-Query form: annotations are strings here
+        # (PEP 563) and FastAPI resolves them in the module, where `settings` is not.
+        q: str = Query(
+            description="Question or keywords",
+            min_length=1,
+            max_length=settings.max_query_chars,
+            examples=["qui a critiqué Salesforce ?"],
+        ),
+        k: int = Query(10, description="Results per page", ge=1, le=settings.max_k),
+        offset: Annotated[int, Query(description="Results to skip (paging)", ge=0, le=MAX_OFFSET)] = 0,
+        event: Annotated[str | None, Query(description="Only this event or source", max_length=200)] = None,
+        date_from: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive", pattern=DATE)] = None,
+        date_to: Annotated[str | None, Query(description="YYYY[-MM[-DD]], inclusive", pattern=DATE)] = None,
         mode: Annotated[
             Literal["hybrid", "dense", "lexical"], Query(description="Retrieval: hybrid (default), dense or lexical")
         ] = "hybrid",
         answer: Annotated[bool, Query(description="Seek an answer for a question (false: passages only)")] = True,
     ) -> Any:
-        res = run_search(engine, q, k, offset, event, date_from, date_to, mode, answer)
-        if offset + k < res.total:
+        headers = cache_headers(request, engine)
+        if (hit := not_modified(request, headers)) is not None:
+            return hit
+        res = run_search(st, engine, q, k, offset, event, date_from, date_to, mode, answer)
+        if offset + k < res.total.value:
             params = {"q": q, "k": k, "offset": offset + k, "event": event, "date_from": date_from}
             params |= {
                 "date_to": date_to,
@@ -312,7 +376,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
                 "answer": None if answer else "false",
             }
             res.next = "/search?" + urlencode({key: v for key, v in params.items() if v is not None})
-        return res
+        return JSONResponse(jsonable_encoder(res), headers=headers)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(
@@ -348,14 +412,16 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             raise EngineUnavailable(st.error or "no index loaded")
         if q is not None:
             try:
-                res = run_search(engine, q, k, offset, event, date_from, date_to)  # type: ignore[arg-type]
+                res = run_search(st, engine, q, k, offset, event, date_from, date_to)  # type: ignore[arg-type]
                 ctx["res"] = res
                 ctx["is_question"] = is_question(res.query)
                 base = {"q": q, "k": k, "event": event or "", "date_from": date_from or "", "date_to": date_to or ""}
-                ctx["next_url"] = "/?" + urlencode({**base, "offset": offset + k}) if offset + k < res.total else None
+                ctx["next_url"] = (
+                    "/?" + urlencode({**base, "offset": offset + k}) if offset + k < res.total.value else None
+                )
                 ctx["prev_url"] = "/?" + urlencode({**base, "offset": max(0, offset - k)}) if offset > 0 else None
             except SearchError as exc:
-                ctx["error"] = exc.message
+                ctx["error"] = page_message(exc.code, exc.message)
                 status = exc.status
         return templates.TemplateResponse(request, "index.html", ctx, status_code=status)
 
@@ -377,12 +443,15 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         art = engine.article(doc_id)
         if not wants_html(request):
             # the same URL answers HTML or JSON by Accept: caches must key on it
-            return JSONResponse(jsonable_encoder(art), headers={"Vary": "Accept"})
+            headers = cache_headers(request, engine) | {"Vary": "Accept"}
+            if (hit := not_modified(request, headers)) is not None:
+                return hit
+            return JSONResponse(jsonable_encoder(art), headers=headers)
         hl = []
         if start is not None and end is not None and 0 <= start < end <= len(art.text):
             from search.types import Highlight
 
-            hl.append(Highlight(start, end, "answer", 1.0))
+            hl.append(Highlight(start, end, "answer"))
         return templates.TemplateResponse(
             request,
             "article.html",
@@ -403,7 +472,13 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         e = st.engine
         if e is None:
             return JSONResponse(
-                {"status": "unavailable", "generation": None, "model": None, "counts": {}, "detail": st.error},
+                {
+                    "status": "unavailable",
+                    "generation": None,
+                    "model": None,
+                    "counts": {},
+                    "detail": public(st.error or ""),
+                },
                 status_code=503,
             )
         d = e.describe()

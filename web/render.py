@@ -51,3 +51,24 @@ def answer_pieces(answer: _Answer) -> list[tuple[str, str]]:
     """The answer sentence with its short answer span marked."""
     hl = [_Span(answer.span[0], answer.span[1], "span")] if answer.span else []
     return segments(answer.text, hl, answer.start)
+
+
+# The page speaks French; the API's messages are English. One line per error code.
+PAGE_MESSAGES = {
+    "empty_query": "la requête est vide",
+    "query_too_long": "la requête est trop longue",
+    "invalid_parameter": "paramètre invalide",
+    "too_many_requests": "trop de questions à la fois ; réessayez dans un instant",
+    "index_unavailable": "aucun index n’est servi pour l’instant",
+    "article_not_found": "article introuvable",
+    "not_found": "page introuvable",
+    "method_not_allowed": "méthode non permise",
+    "request_too_large": "requête trop volumineuse",
+    "uri_too_long": "adresse trop longue",
+    "internal_error": "erreur interne",
+}
+
+
+def page_message(code: str, message: str, subject: str | None = None) -> str:
+    fr = PAGE_MESSAGES.get(code, message)
+    return f"{fr} : « {subject} »" if subject else fr
