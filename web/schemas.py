@@ -6,18 +6,20 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+# A real response on the shipped corpus (`GET /search?q=qui+a+critiqu%C3%A9+Salesforce+%3F&k=3`),
+# the passage cut and two results left out; /docs shows it as the example.
 SEARCH_EXAMPLE: Any = {
     "query": "qui a critiqué Salesforce ?",
-    "took_ms": 33.9,
-    "total": 7,
+    "took_ms": 35.21,
+    "total": {"value": 7, "relation": "eq"},
     "answer": {
         "text": "Son show à l’américaine bien rodé a pourtant été interrompu à plusieurs reprises par des "
         "activistes critiquant le récent contrat signé entre Salesforce et la police aux frontières américaines.",
         "doc_id": "dreamforce-2019",
-        "chunk_id": 7,
+        "passage_id": "dreamforce-2019:2993-3694",
         "start": 3209,
         "end": 3401,
-        "score": 0.8249,
+        "confidence": 0.9926,
         "title": "Dreamforce 2019 : plongée au cœur de la conférence de Salesforce à San Francisco",
         "span": [3294, 3308],
         "span_text": "des activistes",
@@ -25,19 +27,24 @@ SEARCH_EXAMPLE: Any = {
     "results": [
         {
             "doc_id": "dreamforce-2019",
-            "chunk_id": 7,
-            "title": "Dreamforce 2019 : …",
+            "passage_id": "dreamforce-2019:2993-3694",
+            "title": "Dreamforce 2019 : plongée au cœur de la conférence de Salesforce à San Francisco",
             "event": "Dreamforce 2019",
             "date": "2019-11",
             "place": "San Francisco, Moscone Center",
             "source": "seed 000_eabc198995d661cd",
-            "score": 12.896,
-            "passage": "Devenu un véritable gourou …",
+            "score": 13.462419,
+            "passage": "Devenu un véritable gourou pour certains avec ses best-sellers, entrepreneur mégalo pour "
+            "d’autres, il a ouvert en grande pompe cette édition 2019 de Dreamforce, événement à la gloire des "
+            "services de son entreprise.\n\nSon show à l’américaine bien rodé a pourtant été interrompu à "
+            "plusieurs reprises par des activistes critiquant le récent contrat signé entre Salesforce et la "
+            "police aux frontières américaines. …",
             "start": 2993,
             "end": 3694,
             "highlights": [
-                {"start": 216, "end": 408, "kind": "answer", "score": 0.8249},
-                {"start": 316, "end": 326, "kind": "term", "score": 1.0},
+                {"start": 216, "end": 408, "kind": "answer"},
+                {"start": 316, "end": 326, "kind": "term"},
+                {"start": 357, "end": 367, "kind": "term"},
             ],
             "scores": {
                 "dense": 0.875,
@@ -46,16 +53,17 @@ SEARCH_EXAMPLE: Any = {
                 "lexical_rank": 1,
                 "fused": 0.0323,
                 "fused_rank": 1,
-                "sentence": 0.889,
-                "final": 12.896,
+                "sentence": 0.8796,
+                "final": 13.462419,
             },
+            "url": "",
         }
     ],
     "answers": [],
-    "k": 10,
+    "k": 3,
     "offset": 0,
     "answer_status": "answered",
-    "next": None,
+    "next": "/search?q=qui+a+critiqu%C3%A9+Salesforce+%3F&k=3&offset=3",
 }
 
 
@@ -80,8 +88,13 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: str = Field(examples=["empty_query"])
-    message: str = Field(examples=["la requête est vide / the query is empty"])
+    code: str = Field(
+        description="One per fault: empty_query, query_too_long, invalid_parameter, article_not_found, not_found, "
+        "method_not_allowed, request_too_large, uri_too_long, too_many_requests, unauthorized, admin_disabled, "
+        "reload_failed, index_unavailable, internal_error",
+        examples=["empty_query"],
+    )
+    message: str = Field(description="What went wrong, in English", examples=["the query is empty"])
     request_id: str = Field(description="This request's id, as in the X-Request-Id header and the log")
     details: list[ErrorDetail] | None = Field(None, description="Which parameters were invalid (422)")
 
