@@ -232,9 +232,22 @@ def main() -> None:
             out["servers"].append(row)
     for r in out["servers"]:
         rows.append(
-            [r["index"], r["server"], r["rss_mib"], r["peak_mib"], r["start_to_first_answer_s"], r["torch_loaded"]]
+            [
+                r["index"],
+                r["server"],
+                r["rss_mib"],
+                r["peak_mib"],
+                r["start_to_first_answer_s"],
+                r["torch_loaded"],
+                r.get("p50_ms", "—"),
+            ]
         )
-    print(table(["index", "server", "RSS MiB (100 queries)", "peak MiB", "start → first answer s", "torch"], rows))
+    print(
+        table(
+            ["index", "server", "RSS MiB", "peak MiB", "start → first answer s", "torch", "mixed /search p50 ms"],
+            rows,
+        )
+    )
     if args.piaf:
         out["question_cost"] = question_cost(args.piaf, args.questions)
         qc = out["question_cost"]
