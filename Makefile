@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-v2
 # Ray and Milvus are an extra the tests install; `make run` never needs them.
 SCALE_STAMP := $(VENV)/.installed-scale-v1
 
-.PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-txtai bench-memory bench-reader bench-build bench-load bench-encode bench-scale bench-ann bench-milvus bench-ray plots chromium clean
+.PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-txtai bench-memory bench-reader bench-small bench-build bench-load bench-encode bench-scale bench-ann bench-milvus bench-ray plots chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,12 @@ bench-reader: setup
 	  $(SALON) eval ../shared/eval/piaf-dev --mode hybrid --split test --questions bench/data/piaf-$$l-questions.jsonl \
 	    --json > docs/bench/answers-piaf-test-$$l.json || exit 1; done
 	$(PY) bench/reader.py ../shared/eval/piaf-dev --limit 400 --out docs/bench/reader-configurations.json
+
+# The answer confidence on small archives: PIAF test questions over their gold article plus k = 1,
+# 10 and 100 others, three draws each, and the full index (answered, precision, span F1, ECE).
+bench-small: bench-deps
+	$(PY) bench/small_corpus.py ../shared/eval/piaf-dev --split test --draws 3 \
+	  --json docs/bench/small-corpora-test.json --plot docs/reliability-small-corpora.png
 
 # Index builds with the embedding cache off (time, tokens/s, peak memory): PIAF dev, then the
 # 2,400-article OrangeSum subset of bench-quality.

@@ -108,3 +108,25 @@ def test_fit_reader_refuses_the_test_split_and_other_weights(tmp_path) -> None: 
     out = CliRunner().invoke(main, ["eval", str(PIAF), "--split", "calib", "--fit-reader", str(other)])
     assert out.exit_code == 2 and str(other) in out.output
     assert (ARTIFACT_DIR / "reader.json").read_bytes() == before and not (tmp_path / "r").exists()
+
+
+def test_small_corpus_evaluation_computes_its_figures(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """bench-small on a tiny slice: calib questions over their article plus 1 and 3 others, two
+    draws; every figure is computed and in range (its values are the bench's business)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "small.json"
+    args = [sys.executable, "bench/small_corpus.py", str(PIAF), "--split", "calib", "--limit", "8"]
+    args += ["--sizes", "1,3", "--draws", "2", "--cache", str(tmp_path), "--json", str(out)]
+    run = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "| k = 1 | 2 |" in run.stdout and "ECE" in run.stdout
+    sizes = json.loads(out.read_text())["sizes"]
+    for k in ("1", "3"):
+        r = sizes[k]
+        assert r["draws"] == 2 and r["questions"] > 0 and len(r["precision_by_draw"]) == 2
+        assert all(0 <= r[m] <= 1 for m in ("answered", "precision", "span_f1", "ece"))
+        assert sum(b["n"] for b in r["reliability"]) == round(r["answered"] * r["questions"])

@@ -1,0 +1,206 @@
+"""Does the answer confidence keep its promise on a small archive? PIAF questions asked over
+corpora of their gold article plus k others drawn at random (``make bench-small``).
+
+    .venv/bin/python bench/small_corpus.py ../shared/eval/piaf-dev --split test --json out.json
+
+For each size k (default 1, 10, 100, and the full index of all PIAF dev articles) and each draw,
+the split's articles are shuffled and cut into groups of k + 1; each group (filled up with other
+articles at random when it is the last, short one) is indexed on its own, exactly as `salon
+index` would index it, and the questions of its split articles are asked. Per k: answered,
+precision when answering (the answer's sentence holds a gold answer), span F1 at the threshold,
+and the expected calibration error (ECE) of the shown percentage over 10 bins, with the
+reliability curve. The readings (confidence features, right, F1) are cached in var/ so that a
+confidence can be refitted on calib without reading again (``--fit``: pooled over every size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from indexer.corpus import CorpusReport
+from indexer.settings import Settings
+from search.evaluate import Dataset, Readings, load_dataset, question_readings, table, top_readings, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+BINS = 10
+
+
+def groups(split_ids: list[str], all_ids: list[str], k: int, rng: random.Random) -> list[tuple[list[str], set[str]]]:
+    """(the articles indexed, those whose questions are asked) for one draw at size k."""
+    ids = split_ids[:]
+    rng.shuffle(ids)
+    out = []
+    for i in range(0, len(ids), k + 1):
+        asked = ids[i : i + k + 1]
+        if len(asked) < k + 1:
+            pool = sorted(set(all_ids) - set(asked))
+            asked_set = set(asked)
+            out.append((asked + rng.sample(pool, min(len(pool), k + 1 - len(asked))), asked_set))
+        else:
+            out.append((asked, set(asked)))
+    return out
+
+
+def read_group(ds: Dataset, ids: list[str], asked: set[str], embedder: Any, settings: Settings) -> Readings:
+    from indexer.build import build_index
+    from search.answer import is_question
+    from search.engine import Engine
+
+    arts = [a for a in ds.articles if a.id in set(ids)]
+    qs = [q for q in ds.questions if q.gold_doc in asked and q.answers and is_question(q.text)]
+    if not qs:
+        return []
+    with tempfile.TemporaryDirectory(prefix="salon-small-") as tmp:
+        built = build_index(CorpusReport(arts), Path(tmp), embedder, settings, progress=False)
+        engine = Engine.open(Path(tmp), settings, embedder)
+        # the index's size beside each reading's features: a confidence may be fitted on it
+        size = {"chunks": float(built.manifest.counts["chunks"])}
+        return [[({**r.features, **size}, right, f1) for r, right, f1 in question_readings(engine, q)] for q in qs]
+
+
+def ece(top: list[tuple[float, bool, float]], threshold: float) -> tuple[float, list[dict[str, float]]]:
+    """Expected calibration error of the answers shown (confidence ≥ threshold), 10 equal bins
+    over [0, 1]: the gap between the shown percentage and how often it is right, weighted by the
+    answers in each bin."""
+    shown = [(p, ok) for p, ok, _ in top if p >= threshold]
+    bins: list[dict[str, float]] = []
+    err = 0.0
+    for b in range(BINS):
+        lo, hi = b / BINS, (b + 1) / BINS
+        inside = [(p, ok) for p, ok in shown if lo <= p < hi or (b == BINS - 1 and p == 1.0)]
+        if not inside:
+            continue
+        conf = sum(p for p, _ in inside) / len(inside)
+        acc = sum(ok for _, ok in inside) / len(inside)
+        err += len(inside) / len(shown) * abs(conf - acc)
+        bins.append({"lo": lo, "hi": hi, "n": len(inside), "confidence": round(conf, 4), "right": round(acc, 4)})
+    return err, bins
+
+
+def figures(readings: Readings, cal: dict[str, Any]) -> dict[str, Any]:
+    top = top_readings(readings, cal)
+    t = float(cal["threshold"])
+    shown = [(ok, f1) for p, ok, f1 in top if p >= t]
+    e, bins = ece(top, t)
+    return {
+        "questions": len(top),
+        "answered": round(len(shown) / max(1, len(top)), 4),
+        "precision": round(sum(ok for ok, _ in shown) / max(1, len(shown)), 4),
+        # span F1 over every question, 0 where no answer is shown (as `salon eval` counts it)
+        "span_f1": round(sum(f1 for _, f1 in shown) / max(1, len(top)), 4),
+        "ece": round(e, 4),
+        "reliability": bins,
+    }
+
+
+def collect(
+    ds: Dataset, split: str, sizes: list[str], draws: int, seed: int, settings: Settings, folder: Path
+) -> dict[str, Any]:
+    """Readings per size and draw, cached per split and reader in var/ (resumable: a size and draw
+    read once is not read again)."""
+    from indexer.model import Embedder
+    from search.evaluate import split_of
+    from search.reader import ARTIFACT_DIR, read_meta
+
+    sha = str(read_meta(settings.reader_dir or ARTIFACT_DIR)["sha256"])[:12]
+    cache = folder / f"small-corpora-{ds.name}-{split}-{sha}-{len(ds.questions)}q.json"
+    got: dict[str, Any] = json.loads(cache.read_text()) if cache.is_file() else {}
+    embedder = Embedder.from_settings(settings)
+    split_ids = [a.id for a in ds.articles if split_of(a.title) == split]
+    all_ids = [a.id for a in ds.articles]
+    for size in sizes:
+        for d in range(1 if size == "all" else draws):
+            key = f"{size}/{d}"
+            if key in got:
+                continue
+            t0 = time.perf_counter()
+            if size == "all":
+                parts = [(all_ids, set(split_ids))]
+            else:
+                parts = groups(split_ids, all_ids, int(size), random.Random(f"{seed}-{size}-{d}"))
+            reads: Readings = []
+            for i, (ids, asked) in enumerate(parts, 1):
+                reads += read_group(ds, ids, asked, embedder, settings)
+                if i % 10 == 0 or i == len(parts):
+                    print(f"{split} k={size} draw {d}: {i}/{len(parts)} corpora", file=sys.stderr)
+            print(f"{split} k={size} draw {d}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            got[key] = reads
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(got))
+    return got
+
+
+def report(got: dict[str, Any], sizes: list[str], cal: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for size in sizes:
+        per = [figures(v, cal) for k, v in got.items() if k.split("/")[0] == size]
+        pooled = figures([q for k, v in got.items() if k.split("/")[0] == size for q in v], cal)
+        pooled["draws"] = len(per)
+        pooled["precision_by_draw"] = [p["precision"] for p in per]
+        out[size] = pooled
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--split", choices=["calib", "test"], default="test")
+    ap.add_argument("--sizes", default="1,10,100,all", help="others per gold article; 'all': the full index")
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--limit", type=int, help="quick check: the first N questions of the split")
+    ap.add_argument("--plot", type=Path, help="write the reliability picture (PNG) here")
+    ap.add_argument("--cache", type=Path, default=ROOT / "var", help="where the readings are kept (resumable)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    settings = Settings()
+    from search.reader import ARTIFACT_DIR, read_meta
+
+    cal = read_meta(settings.reader_dir or ARTIFACT_DIR)["calibration"]
+    if settings.reader_threshold is not None:
+        cal = {**cal, "threshold": settings.reader_threshold}
+    ds = load_dataset(args.dataset, split=args.split, limit=args.limit)
+    sizes = args.sizes.split(",")
+    got = collect(ds, args.split, sizes, args.draws, args.seed, settings, args.cache)
+    out = {"split": args.split, "threshold": cal["threshold"], "sizes": report(got, sizes, cal)}
+    rows = []
+    for s, r in out["sizes"].items():
+        name = f"k = {s}" if s != "all" else f"full index ({len(ds.articles)} articles)"
+        rows.append([name, r["draws"], r["questions"], r["answered"], r["precision"], r["span_f1"], r["ece"]])
+    print(table(["corpus", "draws", "questions", "answered", "precision", "span F1", "ECE"], rows))
+    if args.plot:
+        plot(out, args.plot)
+    write_json(args.json, out)
+
+
+def plot(out: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="perfect")
+    for size, r in out["sizes"].items():
+        xs = [b["confidence"] for b in r["reliability"]]
+        ys = [b["right"] for b in r["reliability"]]
+        ax.plot(xs, ys, "o-", label=("full index" if size == "all" else f"k = {size}") + f" (ECE {r['ece']:.3f})")
+    ax.set_xlabel("confidence shown")
+    ax.set_ylabel("share of those answers right")
+    ax.set_xlim(out["threshold"] - 0.05, 1.0)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"PIAF {out['split']} questions, gold article + k others")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
