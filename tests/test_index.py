@@ -156,7 +156,7 @@ def test_incremental_rebuild_matches_full_rebuild(tmp_path: Path, embedder, sett
     assert all(r.doc_id != "b" for r in e1.search("salon du livre", k=5).results)
 
 
-def test_cli_build_summarises_bad_files_and_exits_3(tmp_path: Path, settings: Settings) -> None:
+def test_cli_build_summarises_bad_files_and_exits_8(tmp_path: Path, settings: Settings) -> None:
     import os
 
     from click.testing import CliRunner
@@ -172,7 +172,7 @@ def test_cli_build_summarises_bad_files_and_exits_3(tmp_path: Path, settings: Se
     out = CliRunner().invoke(
         main, ["--cache-dir", str(settings.cache_dir), "index", str(c), "--index-dir", str(tmp_path / "i"), "-q"]
     )
-    assert out.exit_code == 3, out.output
+    assert out.exit_code == 8, out.output
     lines = out.output.splitlines()
     for name, why in [
         ("huge.md", "MB limit"),

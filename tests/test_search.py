@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import json
-
 import pytest
-from click.testing import CliRunner
 
 pytestmark = pytest.mark.model
 
@@ -40,32 +37,6 @@ def test_modes_and_abstention(engine) -> None:  # type: ignore[no-untyped-def]
     # nothing in the corpus answers this: no answer rather than a highlighted guess
     res = engine.search("quelle est la recette de la tarte tatin ?", k=3)
     assert res.answer is None
-
-
-def test_cli_search_json(settings, engine) -> None:  # type: ignore[no-untyped-def]
-    from salon.cli import main
-
-    runner = CliRunner()
-    out = runner.invoke(
-        main, ["search", "qui a critiqué Salesforce ?", "--json", "-k", "2", "--index-dir", str(settings.index_dir)]
-    )
-    assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
-    assert ACTIVISTS in data["results"][0]["passage"]
-    bad = runner.invoke(main, ["search", "   ", "--index-dir", str(settings.index_dir)])
-    assert bad.exit_code == 1 and "empty" in bad.output
-    # a question with no confident answer says so, rather than printing passages as if they answered
-    tatin = runner.invoke(
-        main, ["search", "quelle est la recette de la tarte tatin ?", "--index-dir", str(settings.index_dir)]
-    )
-    assert tatin.exit_code == 0 and "no answer confident enough" in tatin.output
-    page2 = runner.invoke(
-        main, ["search", "Salesforce", "-k", "2", "--offset", "2", "--index-dir", str(settings.index_dir)]
-    )
-    assert page2.exit_code == 0 and page2.output.lstrip().startswith("3. ")
-    assert (
-        runner.invoke(main, ["search", "Salesforce", "-k", "0", "--index-dir", str(settings.index_dir)]).exit_code == 2
-    )
 
 
 def test_fusion_scores_and_dedupe(engine) -> None:  # type: ignore[no-untyped-def]
