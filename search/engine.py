@@ -432,6 +432,7 @@ class Engine:
             hl,
             c.scores,
             art.url,
+            art.language,
         )
 
     def describe(self) -> dict[str, Any]:

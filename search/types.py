@@ -76,6 +76,7 @@ class Result:
     highlights: list[Highlight] = field(default_factory=list)
     scores: Scores = field(default_factory=Scores)
     url: Annotated[str, Field(description="The article's own address (its metadata), or empty")] = ""
+    language: Annotated[str, Field(description="The article's language (its metadata, e.g. `fr`), or empty")] = ""
 
 
 @dataclass

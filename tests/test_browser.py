@@ -1,74 +1,15 @@
-"""The page in a real browser: Debian's chromium driven by Playwright (never a downloaded browser)."""
+"""The page in a real browser: Debian's chromium driven by Playwright (never a downloaded browser).
+The server, browser and page fixtures are in conftest.py (tests/test_a11y.py uses them too)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.model, pytest.mark.browser]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def server(settings, engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    import uvicorn
-
-    from web.app import State, create_app
-
-    app = create_app(settings, State(settings, engine.runtime, engine, None))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    t.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:  # type: ignore[type-arg]
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):  # type: ignore[no-untyped-def]
-    ctx = browser.new_context(viewport={"width": 1100, "height": 900}, locale="fr-FR")
-    pg = ctx.new_page()
-    dialogs: list[str] = []
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.dialogs = dialogs  # type: ignore[attr-defined]
-    yield pg
-    ctx.close()
 
 
 def test_ask_and_see_highlighted_answer(page, server: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +23,7 @@ def test_ask_and_see_highlighted_answer(page, server: str, tmp_path: Path) -> No
     answer_text = "".join(m.text_content() or "" for m in first.locator("mark.hl-answer").all())
     assert "des activistes critiquant le récent contrat" in answer_text
     assert first.locator("mark.hl-term").count() >= 2
-    assert "passage" in page.inner_text("#count")
+    assert "passage" in page.inner_text("#status")
     # the answer highlight is visibly different from the term highlight
     bg_answer = page.eval_on_selector(".result mark.hl-answer", "e => getComputedStyle(e).backgroundColor")
     bg_term = page.eval_on_selector(".result mark.hl-term", "e => getComputedStyle(e).backgroundColor")
@@ -117,7 +58,9 @@ def test_xss_payloads_do_not_execute(page, server: str) -> None:  # type: ignore
     body = page.inner_text("body")
     assert "onerror=alert(4)" in body  # the indexed article's payload is shown as text
     assert page.locator("img").count() == 0
-    assert page.locator("a.article-url").count() == 0  # its javascript: url is never a link
+    trap = page.locator(".result", has_text="Salon piégé").first
+    assert trap.locator("a.article-url").count() == 0  # its javascript: url is never a link
+    assert page.locator("a[href^='javascript' i]").count() == 0
     page.locator("a.result-link").first.click()
     page.wait_for_load_state()
     assert page.locator("img").count() == 0
@@ -128,8 +71,8 @@ def test_xss_payloads_do_not_execute(page, server: str) -> None:  # type: ignore
 def test_keyboard_only(page, server: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(server + "/")
     assert page.evaluate("document.activeElement.id") == "q"  # the box has focus on arrival
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Shift+Tab")  # the skip link comes first in tab order
+    for _ in range(3):  # back past the language switch and the brand: the skip link comes first
+        page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
     page.keyboard.press("Enter")  # skip to the content, then into the box
     page.keyboard.press("Tab")
@@ -175,3 +118,139 @@ def test_api_docs_render_offline_and_run_a_search(page, server: str) -> None:  #
     assert live.inner_text().strip().startswith("200")
     assert "des activistes" in block.locator(".live-responses-table .microlight").first.inner_text()
     assert not [m for m in console if "Content Security Policy" in m or "Refused" in m], console
+
+
+def _settled(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Waits until the status line says ``text`` (results as you type arrive after a pause)."""
+    page.wait_for_function("t => document.getElementById('status').textContent.includes(t)", arg=text)
+
+
+def test_status_line_stays_and_announces_each_change(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    """Results as you type change the text of one persistent live region; the region itself is
+    never replaced (a replaced region is not announced), and the results list is not one."""
+    page.goto(server + "/")
+    status = page.locator("#status")
+    assert status.get_attribute("role") == "status" and status.get_attribute("aria-live") == "polite"
+    assert page.get_attribute("#results", "aria-live") is None
+    page.evaluate("window.__status = document.getElementById('status')")
+    page.evaluate("window.__results = document.getElementById('results')")
+    page.fill("#q", "qui a critiqué Salesforce ?")
+    _settled(page, "des activistes")
+    first = status.inner_text()
+    assert "passages en" in first and page.locator("#answer").count() == 1
+    page.fill("#q", "livre d'or")
+    page.wait_for_function("t => document.getElementById('status').textContent !== t", arg=first)
+    assert "Réponse" not in status.inner_text() and "passage" in status.inner_text()
+    assert page.evaluate("window.__status === document.getElementById('status')")
+    assert page.evaluate("window.__results === document.getElementById('results')")
+
+
+def test_slash_focuses_the_box_only_outside_fields(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/?q=salon")
+    page.locator("h1").click()
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.fill("#q", "a")
+    page.press("#q", "End")
+    page.keyboard.type("/b")
+    assert page.input_value("#q") == "a/b"  # typed in the box, not taken as the shortcut
+    page.focus("#date_from")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "date_from"
+    page.focus("#event")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "event"
+
+
+def test_http_error_is_shown_and_stale_results_go(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    """A query past 500 characters is refused (422): the page says so and no longer shows the
+    results of the query before it."""
+    page.goto(server + "/?q=Dreamforce")
+    assert page.locator(".result").count() > 0
+    # the box's maxlength stops typing at 500; a pasted or scripted value is not held back
+    page.evaluate(
+        "() => { const q = document.getElementById('q'); q.value = 'x'.repeat(501);"
+        " q.dispatchEvent(new Event('input', {bubbles: true})); }"
+    )
+    _settled(page, "trop longue")
+    assert page.locator("#results .error").inner_text() == "La requête est trop longue."
+    assert page.locator(".result").count() == 0
+
+
+def test_title_and_address_follow_the_query(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/")
+    page.fill("#q", "Dreamforce")
+    _settled(page, "passage")
+    assert page.title() == "Dreamforce — Salon" and "q=Dreamforce" in page.url
+    page.fill("#q", "activistes")
+    page.wait_for_function("() => document.title.startsWith('activistes')")
+    assert "q=activistes" in page.url
+    page.go_back()  # typing made one entry: Back returns to the page before the search
+    page.wait_for_url(server + "/")
+    page.goto(server + "/?q=salon")
+    page.fill("#q", "Dreamforce")
+    page.wait_for_function("() => document.title.startsWith('Dreamforce')")
+    page.go_back()
+    page.wait_for_url("**/?q=salon")
+    page.wait_for_function("() => document.title.startsWith('salon')")
+    assert page.input_value("#q") == "salon"
+
+
+def test_dates_in_words_and_passages_in_their_language(browser, server: str) -> None:  # type: ignore[no-untyped-def]
+    cases = [("fr-FR", "novembre 2019", "14 mars 2021"), ("en-US", "November 2019", "March 14, 2021")]
+    for locale, month, day in cases:
+        ctx = browser.new_context(locale=locale)
+        pg = ctx.new_page()
+        pg.goto(server + "/?q=Dreamforce+Salesforce")
+        t = pg.locator(".result time").first
+        assert t.inner_text() == month and t.get_attribute("datetime") == "2019-11"
+        assert pg.locator(".result .passage").first.get_attribute("lang") == "fr"
+        pg.goto(server + "/?q=small+publishers+book+fair")
+        card = pg.locator(".result", has_text="Lyon Book Fair").first
+        assert card.locator("time").inner_text() == day
+        assert card.locator(".passage").first.get_attribute("lang") == "en"
+        assert card.locator("a.result-link").get_attribute("lang") == "en"
+        card.locator("a.result-link").click()
+        pg.wait_for_selector(".article-text")
+        assert pg.get_attribute(".article-text", "lang") == "en"
+        assert pg.get_attribute("html", "lang") == locale[:2]
+        assert pg.get_attribute("a.article-url", "href") == "https://example.org/lyon-book-fair-2021"
+        ctx.close()
+
+
+def test_passages_are_cropped_with_the_rest_a_click_away(browser, server: str) -> None:  # type: ignore[no-untyped-def]
+    """A card shows the answer sentence and the query words, not its whole passage; the whole
+    passage opens in place, without JavaScript too."""
+    ctx = browser.new_context(java_script_enabled=False, locale="fr-FR")
+    pg = ctx.new_page()
+    pg.goto(server + "/?q=" + "qui a critiqué Salesforce ?")
+    first = pg.locator(".result").first
+    shown = first.locator("> .passage").inner_text()
+    whole = first.locator("details.whole .passage").text_content() or ""
+    assert "des activistes critiquant le récent contrat" in shown and shown.startswith("…")
+    assert len(shown) < 0.7 * len(whole)
+    assert not first.locator("details.whole .passage").is_visible()
+    first.locator("details.whole summary").click()
+    assert first.locator("details.whole .passage").is_visible()
+    ctx.close()
+
+
+def test_english_interface(browser, server: str) -> None:  # type: ignore[no-untyped-def]
+    """English by Accept-Language; the switch in the header changes language and is remembered."""
+    ctx = browser.new_context(locale="en-US")
+    pg = ctx.new_page()
+    pg.goto(server + "/")
+    assert pg.get_attribute("html", "lang") == "en" and pg.inner_text("h1") == "Search event articles"
+    pg.fill("#q", "qui a critiqué Salesforce ?")
+    _settled(pg, "passages in")
+    assert "Answer: des activistes." in pg.inner_text("#status")
+    assert pg.inner_text("#answer h2").startswith("Answer")
+    assert pg.locator(".result .source").first.inner_text().startswith("Source:")
+    pg.goto(server + "/articles/nope")
+    assert pg.inner_text(".error") == "Article not found: “nope”"
+    pg.get_by_role("link", name="Français").click()
+    pg.wait_for_load_state()
+    assert pg.get_attribute("html", "lang") == "fr" and pg.inner_text(".error") == "Article introuvable : « nope »"
+    pg.goto(server + "/?q=salon")  # the choice outlives the page it was made on
+    assert pg.get_attribute("html", "lang") == "fr" and pg.inner_text("button[type=submit]") == "Rechercher"
+    ctx.close()

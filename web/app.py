@@ -32,7 +32,7 @@ from search.answer import is_question
 from search.engine import MAX_OFFSET, Engine
 from search.runtime import Runtime
 from search.types import ArticleInfo, Filters, SearchError, SearchResponse
-from web.render import answer_pieces, page_message, segments
+from web.pages import Pages
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut, VersionOut
 
 log = logging.getLogger("salon.web")
@@ -201,6 +201,8 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             max_age=600,
         )
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    # The page, articles and error pages in French or English (web/pages.py); /docs is English.
+    pages = Pages(HERE / "templates")
     app.mount("/static/swagger-ui", StaticFiles(directory=str(SWAGGER_UI)), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -221,13 +223,13 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
     ) -> Response:
         rid = request_id(request)
         if wants_html(request):
-            return templates.TemplateResponse(
+            return pages.render(
                 request,
                 "error.html",
                 {
                     "status": status,
                     "code": code,
-                    "message": page_message(code, message, request.path_params.get("doc_id")),
+                    "subject": request.path_params.get("doc_id"),
                     "request_id": rid,
                 },
                 status_code=status,
@@ -404,8 +406,6 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             "facets": engine.facets() if engine else [],
             "res": None,
             "error": None,
-            "segments": segments,
-            "answer_pieces": answer_pieces,
             "examples": EXAMPLES,
             "is_question": False,
         }
@@ -423,9 +423,9 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
                 )
                 ctx["prev_url"] = "/?" + urlencode({**base, "offset": max(0, offset - k)}) if offset > 0 else None
             except SearchError as exc:
-                ctx["error"] = page_message(exc.code, exc.message)
+                ctx["error"] = exc.code  # the page words it in the reader's language
                 status = exc.status
-        return templates.TemplateResponse(request, "index.html", ctx, status_code=status)
+        return pages.render(request, "index.html", ctx, status_code=status)
 
     @app.get(
         "/articles/{doc_id}",
@@ -454,10 +454,10 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             from search.types import Highlight
 
             hl.append(Highlight(start, end, "answer"))
-        return templates.TemplateResponse(
+        return pages.render(
             request,
             "article.html",
-            {"art": art, "segments": segments, "highlights": hl, "q": q or "", "has_passage": bool(hl)},
+            {"art": art, "highlights": hl, "q": q or "", "has_passage": bool(hl)},
             headers={"Vary": "Accept"},
         )
 

@@ -53,22 +53,37 @@ def answer_pieces(answer: _Answer) -> list[tuple[str, str]]:
     return segments(answer.text, hl, answer.start)
 
 
-# The page speaks French; the API's messages are English. One line per error code.
-PAGE_MESSAGES = {
-    "empty_query": "la requête est vide",
-    "query_too_long": "la requête est trop longue",
-    "invalid_parameter": "paramètre invalide",
-    "too_many_requests": "trop de questions à la fois ; réessayez dans un instant",
-    "index_unavailable": "aucun index n’est servi pour l’instant",
-    "article_not_found": "article introuvable",
-    "not_found": "page introuvable",
-    "method_not_allowed": "méthode non permise",
-    "request_too_large": "requête trop volumineuse",
-    "uri_too_long": "adresse trop longue",
-    "internal_error": "erreur interne",
-}
+# A card shows this much of its passage around the answer and the query words; the rest is a
+# click away. Passages are ~700 characters: whole, they bury the words that matched.
+CROP = 280
+_MARGIN = 30  # context kept on each side of a highlight, so it never sits at the very edge
 
 
-def page_message(code: str, message: str, subject: str | None = None) -> str:
-    fr = PAGE_MESSAGES.get(code, message)
-    return f"{fr} : « {subject} »" if subject else fr
+def crop(text: str, highlights: Sequence[_HL], width: int = CROP) -> tuple[int, int]:
+    """The ``(start, end)`` of ``text`` to show: the whole answer sentence when there is one, and
+    as many query-word highlights as fit in ``width`` characters, cut at spaces."""
+    n = len(text)
+    if n <= width * 5 // 4:  # a click to see a few more words is not worth it
+        return 0, n
+    terms = [(max(0, h.start), min(n, h.end)) for h in highlights if h.kind == "term" and h.start < h.end]
+    answer = next(((max(0, h.start), min(n, h.end)) for h in highlights if h.kind == "answer"), None)
+    w = min(n, max(width, answer[1] - answer[0] + 2 * _MARGIN)) if answer else width
+    focus = answer or (terms[0] if terms else (0, 0))
+    mid = (focus[0] + focus[1]) / 2
+
+    def rank(s: int) -> tuple[bool, int, float]:
+        e = s + w
+        whole = answer is None or (answer[0] >= s and answer[1] <= e)
+        return whole, sum(a >= s and b <= e for a, b in terms), -abs(s + w / 2 - mid)
+
+    starts = {0, n - w}
+    for a, b in [*terms, focus]:
+        starts |= {a - _MARGIN, b + _MARGIN - w, round((a + b - w) / 2)}
+    s = max((min(max(0, x), n - w) for x in starts), key=rank)
+    e = s + w
+    # Widen to whole words: the cut falls on a space when one is near.
+    if s > 0 and (j := text.rfind(" ", max(0, s - 25), s + 1)) >= 0:
+        s = j + 1
+    if e < n and (j := text.find(" ", e, e + 25)) >= 0:
+        e = j
+    return s, e

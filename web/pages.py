@@ -1,0 +1,101 @@
+"""HTML pages in the reader's language: one Jinja2 environment per locale, and the one render call
+every page goes through (search page, article, error)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from search.answer import question_language
+from web.i18n import (
+    COOKIE,
+    COOKIE_MAX_AGE,
+    ERROR_MESSAGES,
+    GENERIC_ERROR,
+    LOCALES,
+    choose_locale,
+    date_attr,
+    human_date,
+    lang_tag,
+    language_name,
+    load_translations,
+)
+from web.render import answer_pieces, crop, segments
+
+# The other language's name, written in that language, for the switch in the page header.
+SWITCH = {"fr": ("en", "English"), "en": ("fr", "Français")}
+
+
+def _error_text(gettext: Callable[[str], str]) -> Callable[..., str]:
+    def error_text(code: str, subject: str | None = None) -> str:
+        text = gettext(ERROR_MESSAGES.get(code, GENERIC_ERROR))
+        # the quotes and their spacing are the language's own (« … » in French)
+        return gettext("%(message)s: “%(subject)s”") % {"message": text, "subject": subject} if subject else text
+
+    return error_text
+
+
+class Pages:
+    """Renders the page templates; each locale has its own environment, so concurrent requests
+    in different languages never share installed translations."""
+
+    def __init__(self, directory: Path) -> None:
+        self.templates: dict[str, Jinja2Templates] = {}
+        for locale in LOCALES:
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(str(directory)),
+                autoescape=True,
+                extensions=["jinja2.ext.i18n"],
+            )
+            tr = load_translations(locale)
+            env.install_gettext_translations(tr, newstyle=True)  # type: ignore[attr-defined]
+            env.globals |= {
+                "locale": locale,
+                "segments": segments,
+                "answer_pieces": answer_pieces,
+                "crop": crop,
+                "lang_tag": lang_tag,
+                "date_attr": date_attr,
+                "error_text": _error_text(tr.gettext),
+                "text_lang": question_language,
+            }
+            env.filters["human_date"] = lambda value, _loc=locale: human_date(value, _loc)
+            env.filters["language_name"] = lambda value, _loc=locale: language_name(value, _loc)
+            self.templates[locale] = Jinja2Templates(env=env)
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        asked = request.query_params.get("lang")
+        locale = choose_locale(asked, request.cookies.get(COOKIE), request.headers.get("accept-language"))
+        other, other_name = SWITCH[locale]
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+        context = context | {
+            "switch_url": request.url.path + "?" + urlencode([*params, ("lang", other)]),
+            "switch_lang": other,
+            "switch_name": other_name,
+        }
+        # The same URL answers in either language: caches must keep the two apart.
+        vary = ", ".join(v for v in ((headers or {}).get("Vary"), "Accept-Language, Cookie") if v)
+        out = self.templates[locale].TemplateResponse(
+            request,
+            name,
+            context,
+            status_code=status_code,
+            headers={**(headers or {}), "Vary": vary, "Content-Language": locale},
+        )
+        if asked in LOCALES:
+            out.set_cookie(COOKIE, locale, max_age=COOKIE_MAX_AGE, samesite="lax", httponly=True)
+        return out
