@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from salon.cli import EXIT_CODES, main
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, ROOT
 from tests.test_search import ACTIVISTS
 
 pytestmark = pytest.mark.model
@@ -52,10 +52,12 @@ def test_every_command_takes_json(command: str) -> None:
     assert run(command, "--json", "--help").exit_code == 0
 
 
-def test_help_lists_the_exit_codes() -> None:
+def test_help_and_manual_list_the_exit_codes() -> None:
     out = run("--help").output
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     for code, meaning in EXIT_CODES.items():
         assert f"{code}  {meaning}" in out
+        assert f"| {code} | {meaning} |" in page
 
 
 def test_search_prints_answer_urls_and_pages(settings, engine) -> None:  # type: ignore[no-untyped-def]
