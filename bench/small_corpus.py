@@ -48,21 +48,33 @@ def groups(split_ids: list[str], all_ids: list[str], k: int, rng: random.Random)
     return out
 
 
-def read_group(ds: Dataset, ids: list[str], asked: set[str], embedder: Any, settings: Settings) -> Readings:
+def read_group(
+    ds: Dataset, ids: list[str], asked: set[str], embedder: Any, settings: Settings, absent: set[str] | None = None
+) -> tuple[Readings, Readings]:
+    """Index the articles ``ids`` alone; read the questions of the ``asked`` ones (present) and,
+    when given, those of the ``absent`` articles (not indexed: whatever answer is shown is wrong)."""
     from indexer.build import build_index
     from search.answer import is_question
     from search.engine import Engine
 
+    def questions(of: set[str]) -> list[Any]:
+        return [q for q in ds.questions if q.gold_doc in of and q.answers and is_question(q.text)]
+
+    present_qs = questions(asked)
+    absent_qs = questions((absent or set()) - set(ids))
+    if not present_qs and not absent_qs:
+        return [], []
     arts = [a for a in ds.articles if a.id in set(ids)]
-    qs = [q for q in ds.questions if q.gold_doc in asked and q.answers and is_question(q.text)]
-    if not qs:
-        return []
     with tempfile.TemporaryDirectory(prefix="salon-small-") as tmp:
         built = build_index(CorpusReport(arts), Path(tmp), embedder, settings, progress=False)
         engine = Engine.open(Path(tmp), settings, embedder)
         # the index's size beside each reading's features: a confidence may be fitted on it
         size = {"chunks": float(built.manifest.counts["chunks"])}
-        return [[({**r.features, **size}, right, f1) for r, right, f1 in question_readings(engine, q)] for q in qs]
+
+        def read(qs: list[Any]) -> Readings:
+            return [[({**r.features, **size}, ok, f1) for r, ok, f1 in question_readings(engine, q)] for q in qs]
+
+        return read(present_qs), read(absent_qs)
 
 
 def ece(top: list[tuple[float, bool, float]], threshold: float) -> tuple[float, list[dict[str, float]]]:
@@ -101,7 +113,14 @@ def figures(readings: Readings, cal: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect(
-    ds: Dataset, split: str, sizes: list[str], draws: int, seed: int, settings: Settings, folder: Path
+    ds: Dataset,
+    split: str,
+    sizes: list[str],
+    draws: int,
+    seed: int,
+    settings: Settings,
+    folder: Path,
+    with_absent: bool = True,
 ) -> dict[str, Any]:
     """Readings per size and draw, cached per split and reader in var/ (resumable: a size and draw
     read once is not read again)."""
@@ -118,7 +137,10 @@ def collect(
     for size in sizes:
         for d in range(1 if size == "all" else draws):
             key = f"{size}/{d}"
-            if key in got:
+            # absent: each corpus is also asked the questions of the next group's articles, which
+            # it does not hold (the full index's absent readings come from training/calibration.py)
+            want_absent = with_absent and size != "all"
+            if key in got and (f"{key}/absent" in got or not want_absent):
                 continue
             t0 = time.perf_counter()
             if size == "all":
@@ -126,12 +148,18 @@ def collect(
             else:
                 parts = groups(split_ids, all_ids, int(size), random.Random(f"{seed}-{size}-{d}"))
             reads: Readings = []
+            absent: Readings = []
             for i, (ids, asked) in enumerate(parts, 1):
-                reads += read_group(ds, ids, asked, embedder, settings)
+                others = parts[i % len(parts)][1] if want_absent and len(parts) > 1 else None
+                p, a = read_group(ds, ids, asked if key not in got else set(), embedder, settings, others)
+                reads += p
+                absent += a
                 if i % 10 == 0 or i == len(parts):
                     print(f"{split} k={size} draw {d}: {i}/{len(parts)} corpora", file=sys.stderr)
             print(f"{split} k={size} draw {d}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-            got[key] = reads
+            got.setdefault(key, reads)
+            if want_absent:
+                got[f"{key}/absent"] = absent
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(got))
     return got

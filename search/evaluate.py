@@ -329,6 +329,7 @@ def question_readings(engine: Any, q: Question) -> list[tuple[Any, bool, float]]
     first: (the ``Reading``, its answer sentence holds a gold answer, its span's F1)."""
     golds = [_norm(g) for g in q.answers]
     out = []
+    engine.answers.entity_features = True
     for r in engine.readings(q.text, gate=False):
         sv, sp = r.sentences, r.span
         k = max((k for k in range(len(sv.starts)) if sv.starts[k] <= sp.start), default=r.index)

@@ -446,6 +446,7 @@ FEATURES = (
     "span_in_question",  # share of the span's terms that the question already has (a wrong answer echoes it)
     "span_words",  # log(1 + the span's words)
     "foreign",  # 1 when the question's language is not its article's (search/answer.py question_language)
+    "span_entity",  # the span names an entity of the kind the question asks for: 1, of another kind: -1
 )
 DEFAULT_FEATURES = ("margin", "order", "sentence_logit")  # calibrations that name none used these
 # What `salon eval --fit-reader` fits on: chosen by cross-validation on calib (training/calibration.py;

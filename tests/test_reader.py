@@ -306,6 +306,30 @@ def test_span_evidence_reads_the_span_not_its_sentence(engine) -> None:  # type:
     assert span_evidence(None, set(), "Marc Benioff")["span_type"] == 0.0
 
 
+def test_span_entity_says_whether_the_span_names_what_the_question_asks_for(engine) -> None:  # type: ignore[no-untyped-def]
+    """« qui » asks for a person or a group, « où » and « quelle ville » for a place, « quelle
+    entreprise » for an organisation; spaCy's French tagger says what a span names. A span that
+    names nothing (« des activistes ») is neutral: a group need not be a name."""
+    from search.answer import expected_entities, span_entity
+
+    assert expected_entities("qui a critiqué Salesforce ?") == {"PER", "ORG"}
+    assert expected_entities("où se tient Dreamforce ?") == {"LOC"}
+    assert expected_entities("dans quelle ville a lieu Dreamforce ?") == {"LOC"}
+    assert expected_entities("quelle entreprise belge est cliente de Salesforce ?") == {"ORG"}
+    assert expected_entities("quand a eu lieu Dreamforce ?") is None
+    stars = "Tim Cook, Barack Obama et Emilia Clarke sont les stars de cette année."
+    assert span_entity(frozenset({"PER", "ORG"}), stars, 10, 22) == 1.0  # Barack Obama
+    assert span_entity(frozenset({"LOC"}), stars, 10, 22) == -1.0  # a person is no place
+    assert span_entity(None, stars, 10, 22) == 0.0
+    # evaluation records the feature on every reading; the seed's answer names no entity
+    engine.answers.entity_features = True
+    try:
+        top = engine.readings("qui a critiqué Salesforce ?", gate=False)[0]
+    finally:
+        engine.answers.entity_features = False
+    assert top.span.text == "des activistes" and top.features["span_entity"] == 0.0
+
+
 def test_window_and_decode_offsets() -> None:
     text = "Premier point. Des activistes ont critiqué Salesforce. Troisième phrase ici."
     spans = [(0, 14), (15, 54), (55, 76)]
