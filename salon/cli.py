@@ -445,17 +445,6 @@ def search(
     click.echo(f"\n{res.total.value}{more} passages, {res.took_ms:.0f} ms")
 
 
-def open_store(s: Settings) -> Any:
-    """The served index's store (settings.store), opened without the networks."""
-    if s.store == "milvus":
-        from search.milvus_store import MilvusStore
-
-        return MilvusStore.open(s)
-    from search.store import LocalStore
-
-    return LocalStore.open(s.index_dir, s.hnsw_ef_search)
-
-
 # A passage id, as results carry it (search/types.py passage_id): doc_id:start-end.
 PASSAGE_ID = re.compile(r"^(?P<doc>.+):(?P<start>\d+)-(?P<end>\d+)$")
 
@@ -469,15 +458,15 @@ def show(ctx: click.Context, ident: str) -> None:
 
     With --json, the shape of GET /articles/{doc_id}; a passage adds its start, end and text."""
     without_torch()
+    from search.engine import article_of, open_store
     from search.types import SearchError
 
-    view = open_store(settings(ctx)).view()
-    row, span = view.article_row(ident), None
-    if row is None and (m := PASSAGE_ID.match(ident)):
-        row, span = view.article_row(m["doc"]), (int(m["start"]), int(m["end"]))
-    if row is None:
-        raise SearchError("article_not_found", f"no article {ident!r}", 404, param="doc_id")
-    art = view.article(row)
+    s = settings(ctx)
+    view = open_store(s.index_dir, s).view()
+    span = None
+    if view.article_row(ident) is None and (m := PASSAGE_ID.match(ident)):
+        ident, span = m["doc"], (int(m["start"]), int(m["end"]))
+    art = article_of(view, ident)
     if span is not None and not 0 <= span[0] < span[1] <= len(art.text):
         raise SearchError(
             "passage_not_found",
@@ -506,11 +495,12 @@ def health(s: Settings) -> tuple[Any, int]:
     prepared model files it must be searched with."""
     from indexer import layout, serving
     from indexer.model import ModelError, resolve_model
+    from search.engine import check_servable, open_store
     from web.schemas import HealthOut
 
     try:
         if s.store == "milvus":
-            view = open_store(s).view()
+            view = open_store(s.index_dir, s).view()
             manifest, name = view.manifest, view.name
         else:
             gen = layout.current_generation(s.index_dir)
@@ -521,17 +511,7 @@ def health(s: Settings) -> tuple[Any, int]:
         folder = serving.serving_dir(s, info.model_id)
         prepared = serving.read_manifest(folder)
         serving.verify(folder, prepared)
-        if manifest.model_id != prepared.model_id:
-            raise layout.IndexMismatch(
-                f"index {name} was built with model {manifest.model_id!r} but the engine runs "
-                f"{prepared.model_id!r}; rebuild with `salon index` or set SALON_MODEL={manifest.model_name!r}"
-            )
-        if manifest.sentence_vectors != s.sentence_vectors:
-            raise layout.IndexMismatch(
-                f"index {name} has sentence vectors made {manifest.sentence_vectors!r} but the engine expects "
-                f"{s.sentence_vectors!r}; rebuild with `salon index` or set "
-                f"SALON_SENTENCE_VECTORS={manifest.sentence_vectors}"
-            )
+        check_servable(manifest, name, prepared.model_id, s)
     except (layout.IndexError_, ModelError) as exc:
         code = EXIT_MODEL if isinstance(exc, ModelError) else EXIT_NO_INDEX
         return HealthOut(status="unavailable", generation=None, model=None, detail=str(exc)), code

@@ -49,6 +49,37 @@ ANSWER_PASSAGES = 5
 RESCORED = 10.0
 
 
+def open_store(index_dir: Path, settings: Settings, verify: bool = True) -> Store:
+    """The served index's store (settings.store), without the networks."""
+    if settings.store == "milvus":
+        from search.milvus_store import MilvusStore
+
+        return MilvusStore.open(settings)
+    return LocalStore.open(Path(index_dir), settings.hnsw_ef_search, verify=verify)
+
+
+def check_servable(manifest: layout.Manifest, name: str, model_id: str, settings: Settings) -> None:
+    """Refuse an index that the model ``model_id`` and these settings cannot search."""
+    if manifest.model_id != model_id:
+        raise layout.IndexMismatch(
+            f"index {name} was built with model {manifest.model_id!r} but the engine runs {model_id!r}; "
+            f"rebuild with `salon index` or set SALON_MODEL={manifest.model_name!r}"
+        )
+    if manifest.sentence_vectors != settings.sentence_vectors:
+        raise layout.IndexMismatch(
+            f"index {name} has sentence vectors made {manifest.sentence_vectors!r} but the engine "
+            f"expects {settings.sentence_vectors!r}; rebuild with `salon index` or set "
+            f"SALON_SENTENCE_VECTORS={manifest.sentence_vectors}"
+        )
+
+
+def article_of(view: StoreView, doc_id: str) -> ArticleInfo:
+    i = view.article_row(doc_id)
+    if i is None:
+        raise SearchError("article_not_found", f"no article {doc_id!r}", 404, param="doc_id")
+    return view.article(i)
+
+
 class Engine:
     """Open once, share everywhere; ``search`` is thread-safe (read-only state).
 
@@ -84,33 +115,15 @@ class Engine:
         every engine it opens); an Embedder (a caller that just built the index with PyTorch)
         stands for the runtime of its model, prepared from it when missing; None: loaded from
         the prepared files of ``settings.model``."""
-        store: Store
-        if settings.store == "milvus":
-            from search.milvus_store import MilvusStore
-
-            store = MilvusStore.open(settings)
-        else:
-            store = LocalStore.open(Path(index_dir), settings.hnsw_ef_search, verify=verify)
+        store = open_store(Path(index_dir), settings, verify)
         v = store.view()
-        manifest = v.manifest
         if runtime is None:
             runtime = Runtime.load(settings)
         elif isinstance(runtime, Embedder):
             runtime = Runtime.prepared(runtime, settings)
-        if manifest.model_id != runtime.info.model_id:
-            raise layout.IndexMismatch(
-                f"index {v.name} was built with model {manifest.model_id!r} but the engine runs "
-                f"{runtime.info.model_id!r}; rebuild with `salon index` or set SALON_MODEL="
-                f"{manifest.model_name!r}"
-            )
-        if manifest.sentence_vectors != settings.sentence_vectors:
-            raise layout.IndexMismatch(
-                f"index {v.name} has sentence vectors made {manifest.sentence_vectors!r} but the engine "
-                f"expects {settings.sentence_vectors!r}; rebuild with `salon index` or set "
-                f"SALON_SENTENCE_VECTORS={manifest.sentence_vectors}"
-            )
-        if manifest.dim != runtime.dim:
-            raise layout.IndexMismatch(f"index dimension {manifest.dim} ≠ model dimension {runtime.dim}")
+        check_servable(v.manifest, v.name, runtime.info.model_id, settings)
+        if v.manifest.dim != runtime.dim:
+            raise layout.IndexMismatch(f"index dimension {v.manifest.dim} ≠ model dimension {runtime.dim}")
         return cls(store, runtime, settings)
 
     @property
@@ -133,11 +146,7 @@ class Engine:
         return self.store.view().facets()
 
     def article(self, doc_id: str) -> ArticleInfo:
-        v = self.store.view()
-        i = v.article_row(doc_id)
-        if i is None:
-            raise SearchError("article_not_found", f"no article {doc_id!r}", 404, param="doc_id")
-        return v.article(i)
+        return article_of(self.store.view(), doc_id)
 
     # -- search ------------------------------------------------------------------------------
     def validate(self, query: str, k: int, offset: int) -> str:
