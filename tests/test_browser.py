@@ -75,6 +75,7 @@ def test_keyboard_only(page, server: str) -> None:  # type: ignore[no-untyped-de
         page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
     page.keyboard.press("Enter")  # skip to the content, then into the box
+    page.wait_for_function("() => document.activeElement.id === 'main'")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "q"
     page.keyboard.type("combien de participants à Dreamforce ?")

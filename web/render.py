@@ -80,9 +80,18 @@ def crop(text: str, highlights: Sequence[_HL], width: int = CROP) -> tuple[int, 
     for a, b in [*terms, focus]:
         starts |= {a - _MARGIN, b + _MARGIN - w, round((a + b - w) / 2)}
     s = max((min(max(0, x), n - w) for x in starts), key=rank)
-    e = s + w
+    # Begin at the sentence or paragraph the first highlight is in, rather than mid-sentence.
+    first = min((a for a, _ in [*terms, *([answer] if answer else [])] if s <= a < s + w), default=s)
+    head = text[s:first]
+    cut = max((head.rfind(m) + len(m) for m in (". ", "! ", "? ", "\n") if m in head), default=0)
+    if s + cut + w > n:  # near the end a later start would only show less
+        cut = 0
+    s += cut
+    while s < n and text[s].isspace():
+        s += 1
+    e = min(n, s + w)
     # Widen to whole words: the cut falls on a space when one is near.
-    if s > 0 and (j := text.rfind(" ", max(0, s - 25), s + 1)) >= 0:
+    if not cut and s > 0 and (j := text.rfind(" ", max(0, s - 25), s + 1)) >= 0:
         s = j + 1
     if e < n and (j := text.find(" ", e, e + 25)) >= 0:
         e = j

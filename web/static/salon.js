@@ -89,8 +89,7 @@
   window.addEventListener("popstate", function () {
     var params = new URLSearchParams(location.search);
     box.value = params.get("q") || "";
-    if (box.value.trim()) load(params, false);
-    else location.reload();
+    load(params, false); // no query: the page's welcome and examples
   });
 
   function typing(el) {
