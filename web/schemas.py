@@ -57,6 +57,7 @@ SEARCH_EXAMPLE: Any = {
                 "final": 13.462419,
             },
             "url": "",
+            "language": "fr",
         }
     ],
     "answers": [],
