@@ -166,12 +166,20 @@ def collect(
 
 
 def report(got: dict[str, Any], sizes: list[str], cal: dict[str, Any]) -> dict[str, Any]:
+    """Per size, the figures of every draw pooled, the precision of each draw, and how often a
+    question whose article is not in the corpus gets no answer."""
     out = {}
+    t = float(cal["threshold"])
     for size in sizes:
-        per = [figures(v, cal) for k, v in got.items() if k.split("/")[0] == size]
-        pooled = figures([q for k, v in got.items() if k.split("/")[0] == size for q in v], cal)
-        pooled["draws"] = len(per)
-        pooled["precision_by_draw"] = [p["precision"] for p in per]
+        draws = [v for k, v in got.items() if k.split("/")[0] == size and not k.endswith("/absent")]
+        absent = [q for k, v in got.items() if k.split("/")[0] == size and k.endswith("/absent") for q in v]
+        pooled = figures([q for v in draws for q in v], cal)
+        pooled["draws"] = len(draws)
+        pooled["precision_by_draw"] = [figures(v, cal)["precision"] for v in draws]
+        if absent:
+            top = top_readings(absent, cal)
+            pooled["absent_questions"] = len(top)
+            pooled["abstains_without_article"] = round(sum(p < t for p, _, _ in top) / len(top), 4)
         out[size] = pooled
     return out
 
@@ -201,8 +209,9 @@ def main() -> None:
     rows = []
     for s, r in out["sizes"].items():
         name = f"k = {s}" if s != "all" else f"full index ({len(ds.articles)} articles)"
-        rows.append([name, r["draws"], r["questions"], r["answered"], r["precision"], r["span_f1"], r["ece"]])
-    print(table(["corpus", "draws", "questions", "answered", "precision", "span F1", "ECE"], rows))
+        figs = [r["answered"], r["precision"], r["span_f1"], r["ece"], r.get("abstains_without_article", "—")]
+        rows.append([name, r["draws"], r["questions"], *figs])
+    print(table(["corpus", "draws", "questions", "answered", "precision", "span F1", "ECE", "abstains absent"], rows))
     if args.plot:
         plot(out, args.plot)
     write_json(args.json, out)

@@ -128,5 +128,6 @@ def test_small_corpus_evaluation_computes_its_figures(tmp_path) -> None:  # type
     for k in ("1", "3"):
         r = sizes[k]
         assert r["draws"] == 2 and r["questions"] > 0 and len(r["precision_by_draw"]) == 2
-        assert all(0 <= r[m] <= 1 for m in ("answered", "precision", "span_f1", "ece"))
+        assert all(0 <= r[m] <= 1 for m in ("answered", "precision", "span_f1", "ece", "abstains_without_article"))
+        assert r["absent_questions"] > 0  # each corpus was also asked another group's questions
         assert sum(b["n"] for b in r["reliability"]) == round(r["answered"] * r["questions"])
