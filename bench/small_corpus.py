@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import tempfile
 import time
@@ -48,11 +49,40 @@ def groups(split_ids: list[str], all_ids: list[str], k: int, rng: random.Random)
     return out
 
 
+_SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
+
+
+def strip_answers(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` without the sentences that hold the answer ``spans``."""
+    cut: list[tuple[int, int]] = []
+    for st, en in spans:
+        a = max((m.end() for m in _SENTENCE_END.finditer(text, 0, st)), default=0)
+        b = next((m.end() for m in _SENTENCE_END.finditer(text, en)), len(text))
+        cut.append((a, b))
+    out, pos = [], 0
+    for a, b in sorted(cut):
+        if a > pos:
+            out.append(text[pos:a])
+        pos = max(pos, b)
+    return "".join(out) + text[pos:]
+
+
 def read_group(
-    ds: Dataset, ids: list[str], asked: set[str], embedder: Any, settings: Settings, absent: set[str] | None = None
+    ds: Dataset,
+    ids: list[str],
+    asked: set[str],
+    embedder: Any,
+    settings: Settings,
+    absent: set[str] | None = None,
+    strip: bool = False,
 ) -> tuple[Readings, Readings]:
     """Index the articles ``ids`` alone; read the questions of the ``asked`` ones (present) and,
-    when given, those of the ``absent`` articles (not indexed: whatever answer is shown is wrong)."""
+    when given, those of the ``absent`` articles (not indexed: whatever answer is shown is wrong).
+    ``strip``: the asked articles lose the sentences that hold their questions' answers, and only
+    the questions whose answers are then nowhere in their article are read (near-topic questions
+    the corpus cannot answer, as a newcomer asks them)."""
+    from dataclasses import replace
+
     from indexer.build import build_index
     from search.answer import is_question
     from search.engine import Engine
@@ -62,9 +92,18 @@ def read_group(
 
     present_qs = questions(asked)
     absent_qs = questions((absent or set()) - set(ids))
+    arts = [a for a in ds.articles if a.id in set(ids)]
+    if strip:
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for q in present_qs:
+            for ans, st in zip(q.answers, q.starts, strict=False):
+                if st >= 0:
+                    spans.setdefault(q.gold_doc, []).append((st, st + len(ans)))
+        arts = [replace(a, text=strip_answers(a.text, spans[a.id])) if a.id in spans else a for a in arts]
+        texts = {a.id: a.text.casefold() for a in arts}
+        present_qs = [q for q in present_qs if not any(g.casefold() in texts[q.gold_doc] for g in q.answers)]
     if not present_qs and not absent_qs:
         return [], []
-    arts = [a for a in ds.articles if a.id in set(ids)]
     with tempfile.TemporaryDirectory(prefix="salon-small-") as tmp:
         built = build_index(CorpusReport(arts), Path(tmp), embedder, settings, progress=False)
         engine = Engine.open(Path(tmp), settings, embedder)
@@ -121,6 +160,7 @@ def collect(
     settings: Settings,
     folder: Path,
     with_absent: bool = True,
+    removed: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Readings per size and draw, cached per split and reader in var/ (resumable: a size and draw
     read once is not read again)."""
@@ -162,6 +202,23 @@ def collect(
                 got[f"{key}/absent"] = absent
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(got))
+    for size in removed:
+        key = f"{size}/0/removed"
+        if key in got:
+            continue
+        t0 = time.perf_counter()
+        if size == "all":
+            parts = [(all_ids, set(split_ids))]
+        else:
+            parts = groups(split_ids, all_ids, int(size), random.Random(f"{seed}-{size}-0"))
+        reads = []
+        for i, (ids, asked) in enumerate(parts, 1):
+            reads += read_group(ds, ids, asked, embedder, settings, strip=True)[0]
+            if i % 10 == 0 or i == len(parts):
+                print(f"{split} k={size} answers removed: {i}/{len(parts)} corpora", file=sys.stderr)
+        print(f"{split} k={size} answers removed: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        got[key] = reads
+        cache.write_text(json.dumps(got))
     return got
 
 
@@ -171,7 +228,7 @@ def report(got: dict[str, Any], sizes: list[str], cal: dict[str, Any]) -> dict[s
     out = {}
     t = float(cal["threshold"])
     for size in sizes:
-        draws = [v for k, v in got.items() if k.split("/")[0] == size and not k.endswith("/absent")]
+        draws = [v for k, v in got.items() if k.split("/")[0] == size and len(k.split("/")) == 2]
         absent = [q for k, v in got.items() if k.split("/")[0] == size and k.endswith("/absent") for q in v]
         pooled = figures([q for v in draws for q in v], cal)
         pooled["draws"] = len(draws)
@@ -180,6 +237,10 @@ def report(got: dict[str, Any], sizes: list[str], cal: dict[str, Any]) -> dict[s
             top = top_readings(absent, cal)
             pooled["absent_questions"] = len(top)
             pooled["abstains_without_article"] = round(sum(p < t for p, _, _ in top) / len(top), 4)
+        if got.get(f"{size}/0/removed"):
+            top = top_readings(got[f"{size}/0/removed"], cal)
+            pooled["removed_questions"] = len(top)
+            pooled["abstains_without_answer"] = round(sum(p < t for p, _, _ in top) / len(top), 4)
         out[size] = pooled
     return out
 
@@ -193,6 +254,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--limit", type=int, help="quick check: the first N questions of the split")
     ap.add_argument("--plot", type=Path, help="write the reliability picture (PNG) here")
+    ap.add_argument(
+        "--removed",
+        default="1,all",
+        help="sizes (one draw) at which the articles also lose the sentences holding their answers ('' for none)",
+    )
     ap.add_argument("--cache", type=Path, default=ROOT / "var", help="where the readings are kept (resumable)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -203,15 +269,18 @@ def main() -> None:
     if settings.reader_threshold is not None:
         cal = {**cal, "threshold": settings.reader_threshold}
     ds = load_dataset(args.dataset, split=args.split, limit=args.limit)
-    sizes = args.sizes.split(",")
-    got = collect(ds, args.split, sizes, args.draws, args.seed, settings, args.cache)
+    sizes = [x for x in args.sizes.split(",") if x]
+    removed = tuple(x for x in args.removed.split(",") if x)
+    got = collect(ds, args.split, sizes, args.draws, args.seed, settings, args.cache, removed=removed)
     out = {"split": args.split, "threshold": cal["threshold"], "sizes": report(got, sizes, cal)}
     rows = []
     for s, r in out["sizes"].items():
         name = f"k = {s}" if s != "all" else f"full index ({len(ds.articles)} articles)"
-        figs = [r["answered"], r["precision"], r["span_f1"], r["ece"], r.get("abstains_without_article", "—")]
+        figs = [r["answered"], r["precision"], r["span_f1"], r["ece"]]
+        figs += [r.get("abstains_without_article", "—"), r.get("abstains_without_answer", "—")]
         rows.append([name, r["draws"], r["questions"], *figs])
-    print(table(["corpus", "draws", "questions", "answered", "precision", "span F1", "ECE", "abstains absent"], rows))
+    head = ["corpus", "draws", "questions", "answered", "precision", "span F1", "ECE"]
+    print(table([*head, "abstains: article absent", "abstains: answer removed"], rows))
     if args.plot:
         plot(out, args.plot)
     write_json(args.json, out)

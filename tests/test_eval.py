@@ -120,7 +120,7 @@ def test_small_corpus_evaluation_computes_its_figures(tmp_path) -> None:  # type
 
     out = tmp_path / "small.json"
     args = [sys.executable, "bench/small_corpus.py", str(PIAF), "--split", "calib", "--limit", "8"]
-    args += ["--sizes", "1,3", "--draws", "2", "--cache", str(tmp_path), "--json", str(out)]
+    args += ["--sizes", "1,3", "--draws", "2", "--removed", "1", "--cache", str(tmp_path), "--json", str(out)]
     run = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "| k = 1 | 2 |" in run.stdout and "ECE" in run.stdout
@@ -131,3 +131,5 @@ def test_small_corpus_evaluation_computes_its_figures(tmp_path) -> None:  # type
         assert all(0 <= r[m] <= 1 for m in ("answered", "precision", "span_f1", "ece", "abstains_without_article"))
         assert r["absent_questions"] > 0  # each corpus was also asked another group's questions
         assert sum(b["n"] for b in r["reliability"]) == round(r["answered"] * r["questions"])
+    # at k = 1 the articles were also indexed without their answers' sentences, and asked again
+    assert sizes["1"]["removed_questions"] > 0 and 0 <= sizes["1"]["abstains_without_answer"] <= 1
