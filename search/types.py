@@ -86,7 +86,13 @@ class Answer:
     passage_id: Annotated[str, Field(description="The result passage the answer was read from")]
     start: Annotated[int, Field(description="Offset of the answering sentence in the article text")]
     end: int
-    confidence: Annotated[float, Field(description="Calibrated probability, in [0, 1], that the answer is right")]
+    confidence: Annotated[
+        float,
+        Field(
+            description="Calibrated probability, in [0, 1], that the answer's sentence (`text`) holds a right "
+            "answer to the question (`span` is the reader's shortest reading of it)"
+        ),
+    ]
     title: str = ""
     span: Annotated[tuple[int, int] | None, Field(description="Short answer, offsets in the article text")] = None
     span_text: str | None = None
