@@ -100,8 +100,10 @@ def read_group(
                 if st >= 0:
                     spans.setdefault(q.gold_doc, []).append((st, st + len(ans)))
         arts = [replace(a, text=strip_answers(a.text, spans[a.id])) if a.id in spans else a for a in arts]
+        arts = [a for a in arts if len(a.text.split()) >= 5]  # as `salon index` skips an empty article
         texts = {a.id: a.text.casefold() for a in arts}
-        present_qs = [q for q in present_qs if not any(g.casefold() in texts[q.gold_doc] for g in q.answers)]
+        gone = [q for q in present_qs if q.gold_doc in texts]
+        present_qs = [q for q in gone if not any(g.casefold() in texts[q.gold_doc] for g in q.answers)]
     if not present_qs and not absent_qs:
         return [], []
     with tempfile.TemporaryDirectory(prefix="salon-small-") as tmp:
@@ -171,6 +173,7 @@ def collect(
     sha = str(read_meta(settings.reader_dir or ARTIFACT_DIR)["sha256"])[:12]
     cache = folder / f"small-corpora-{ds.name}-{split}-{sha}-{len(ds.questions)}q.json"
     got: dict[str, Any] = json.loads(cache.read_text()) if cache.is_file() else {}
+    cache.parent.mkdir(parents=True, exist_ok=True)
     embedder = Embedder.from_settings(settings)
     split_ids = [a.id for a in ds.articles if split_of(a.title) == split]
     all_ids = [a.id for a in ds.articles]
@@ -200,7 +203,6 @@ def collect(
             got.setdefault(key, reads)
             if want_absent:
                 got[f"{key}/absent"] = absent
-            cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(got))
     for size in removed:
         key = f"{size}/0/removed"
