@@ -375,6 +375,7 @@ class AnswerFinder:
         slots = s.reader_windows
         evidence = passage_evidence(cands)
         qlang = question_language(query)
+        chunks = int(view.manifest.counts.get("chunks", 0))  # the index's size: a feature of the confidence
         order = 0  # the window's place among those read ungated: a feature of the confidence
         for conf, row, rank, sf in scored:
             if slots <= 0:
@@ -397,7 +398,7 @@ class AnswerFinder:
             # A skipped window still counts as taken for the checks above, so the gate never
             # reads a window that reading every window would not have.
             window, foreign = _window(view, sv, j, qlang)
-            if self._gated(bound, order - 1, conf, sf, rank, evidence[rank], foreign):
+            if self._gated(bound, order - 1, conf, sf, rank, evidence[rank], foreign, chunks):
                 skipped.append((window, sv))
                 continue
             picked.append((window, sv, j, rank, conf, sf, order - 1, foreign))
@@ -417,7 +418,7 @@ class AnswerFinder:
                 agree = sum(1 for i, t in enumerate(said) if i != k and t and t == said[k])
                 span = span_evidence(qtype, qset, sp.text)
                 f = calibration_features(
-                    sp.score, place, conf, sf, rank, sp.log_prob, agree, evidence[rank], span, foreign
+                    sp.score, place, conf, sf, rank, sp.log_prob, agree, evidence[rank], span, foreign, chunks
                 )
                 if expected is not None:
                     m = max((m for m in range(len(sv.starts)) if sv.starts[m] <= sp.start), default=j)
@@ -448,6 +449,7 @@ class AnswerFinder:
         rank: int,
         passage: tuple[float, float],
         foreign: bool,
+        chunks: int = 0,
     ) -> bool:
         """Whether the gate skips this window: even the largest margin could not pass the threshold."""
         from search.reader import calibration_features, confidence
@@ -455,7 +457,7 @@ class AnswerFinder:
         if bound is None:
             return False
         assert self.reader is not None
-        best = calibration_features(bound, place, conf, sf, rank, passage=passage, foreign=foreign)
+        best = calibration_features(bound, place, conf, sf, rank, passage=passage, foreign=foreign, chunks=chunks)
         return confidence(best, self.reader.calibration) < self.threshold
 
     def _foreign_windows(
@@ -494,7 +496,7 @@ class AnswerFinder:
             place = len(seen)
             seen.append((window, sv))
             if (sv.article, window.offset) in done or self._gated(
-                bound, place, conf, sf, rank, evidence[rank], foreign
+                bound, place, conf, sf, rank, evidence[rank], foreign, int(view.manifest.counts.get("chunks", 0))
             ):
                 continue
             more.append((window, sv, j, rank, conf, sf, place, foreign))

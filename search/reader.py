@@ -447,6 +447,8 @@ FEATURES = (
     "span_words",  # log(1 + the span's words)
     "foreign",  # 1 when the question's language is not its article's (search/answer.py question_language)
     "span_entity",  # the span names an entity of the kind the question asks for: 1, of another kind: -1
+    "log_chunks",  # log10 of the passages in the index searched (bench/small_corpus.py: corpus sizes)
+    "lead_x_small",  # passage_lead / (1 + log_chunks): the lead, worth less in a small index
 )
 DEFAULT_FEATURES = ("margin", "order", "sentence_logit")  # calibrations that name none used these
 # What `salon eval --fit-reader` fits on: chosen by cross-validation on calib (training/calibration.py;
@@ -474,12 +476,18 @@ def calibration_features(
     passage: tuple[float, float] = (0.0, 0.0),
     span: dict[str, float] | None = None,
     foreign: bool = False,
+    chunks: int = 0,
 ) -> dict[str, float]:
     """The ``FEATURES`` of one reading. The reader alone separates right from wrong spans
-    poorly; with the retrieval evidence beside it the signals disagree in useful ways."""
+    poorly; with the retrieval evidence beside it the signals disagree in useful ways.
+    ``chunks``: the size of the index searched, so that a confidence fitted across corpus sizes
+    can weigh the passage's lead by it (a lead over two articles says less than over a thousand)."""
     p = min(max(sentence_conf, 1e-6), 1 - 1e-6)
     sentence = sentence or {}
+    log_chunks = math.log10(max(chunks, 1))
     return {
+        "log_chunks": log_chunks,
+        "lead_x_small": float(passage[1]) / (1.0 + log_chunks),
         "margin": score,
         "order": float(order),
         "sentence_logit": math.log(p / (1 - p)),
@@ -499,7 +507,19 @@ def calibration_features(
 # Features a reading has before the reader runs (the window's place and its sentence's evidence);
 # the others come from the reader's output.
 KNOWN_BEFORE_READING = frozenset(
-    {"order", "sentence_logit", "sim", "cov", "type", "passage_rank", "passage_score", "passage_lead", "foreign"}
+    {
+        "order",
+        "sentence_logit",
+        "sim",
+        "cov",
+        "type",
+        "passage_rank",
+        "passage_score",
+        "passage_lead",
+        "foreign",
+        "log_chunks",
+        "lead_x_small",
+    }
 )
 # Added to the largest margin seen on calib to bound what an unread window could score: over the
 # 2,209 calib windows the margin's 99.9th percentile is 15.6 and its largest 15.9.

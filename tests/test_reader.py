@@ -752,6 +752,29 @@ def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
     assert R.margin_bound({**cal, "features": ["margin", "agreement"]}) is None  # known only after reading
 
 
+def test_the_index_size_is_a_feature_a_confidence_can_fit_on(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every reading carries log10 of the index's passages and the passage lead scaled by it, known
+    before reading (the gate can bound them); training/calibration.py pools the small-corpus
+    readings bench/small_corpus.py caches: present at every size, absent and answer-removed as
+    negatives."""
+    import json
+
+    from training.calibration import small_corpora
+
+    top = engine.readings("qui a critiqué Salesforce ?", gate=False)[0]
+    chunks = engine.manifest.counts["chunks"]
+    assert top.features["log_chunks"] == pytest.approx(math.log10(chunks))
+    assert top.features["lead_x_small"] == pytest.approx(top.features["passage_lead"] / (1 + math.log10(chunks)))
+    assert {"log_chunks", "lead_x_small"} <= R.KNOWN_BEFORE_READING
+    f = top.features
+    cache = tmp_path / "small.json"
+    cache.write_text(
+        json.dumps({"1/0": [[[f, True, 1.0]]], "1/0/absent": [[[f, False, 0.0]]], "1/0/removed": [[[f, False, 0.0]]]})
+    )
+    present, absent = small_corpora([cache])
+    assert [[ok for _, ok, _ in q] for q in present] == [[True]] and len(absent) == 2
+
+
 def test_self_distillation_reads_the_previous_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--self-distil``: the first epoch learns the answers alone; the second also learns the span
     scores of the first epoch's checkpoint, read back in int8 ONNX. It needs ``--checkpoints``."""

@@ -9,6 +9,9 @@ threshold chosen by ``search.evaluate.fit_answer_confidence``. The readings of t
 questions reworded in English (``REWORDED``) are fitted with them, so that a question asked in
 another language than its article's is answered too. Before writing, the fit is scored two-fold
 (fitted on one half of calib, read on the other) and printed. The test split is never read.
+``--small-corpora`` adds the calib readings bench/small_corpus.py cached for the same reader (its
+questions over their article plus k others, and asked where their article or answer is missing),
+so that the confidence is fitted across corpus sizes; ``--features`` names what it reads.
 """
 
 from __future__ import annotations
@@ -100,7 +103,9 @@ def calib_qids(dataset: Path, questions: Path | None, limit: int | None = None) 
     return [q.qid for q in ds.questions if q.answers and is_question(q.text)]
 
 
-def two_fold(pairs: list[tuple[Readings, Readings, list[int]]]) -> dict[str, float]:
+def two_fold(
+    pairs: list[tuple[Readings, Readings, list[int]]], features: tuple[str, ...] = CALIBRATION_FEATURES
+) -> dict[str, float]:
     """The confidence fitted on one half of calib and read on the other, both ways, averaged;
     ``pairs``: (present, absent, fold of each question) per wording, all fitted together."""
     figures = []
@@ -111,17 +116,35 @@ def two_fold(pairs: list[tuple[Readings, Readings, list[int]]]) -> dict[str, flo
 
         fit_p = [q for p, _, fl in pairs for q in part(p, fl, True)]
         fit_a = [q for _, a, fl in pairs for q in part(a, fl, True)]  # one absent reading per question
-        cal = fit_answer_confidence(fit_p, fit_a, features=CALIBRATION_FEATURES)
+        cal = fit_answer_confidence(fit_p, fit_a, features=features)
         p, a, fl = pairs[0]  # read on the dataset's own wording
         figures.append(at(cal, part(p, fl, False), part(a, fl, False)))
     return {key: sum(f[key] for f in figures) / 2 for key in figures[0]}
 
 
+def small_corpora(paths: list[Path]) -> tuple[Readings, Readings]:
+    """The readings bench/small_corpus.py cached (calib questions over their article plus k others,
+    of the same reader): (present at every size, absent and answer-removed at every size)."""
+    present: Readings = []
+    absent: Readings = []
+    for path in paths:
+        got = json.loads(path.read_text(encoding="utf-8"))
+        for key, reads in got.items():
+            (present if len(key.split("/")) == 2 else absent).extend(reads)
+    return present, absent
+
+
 def fit(
-    dataset: Path, st: Settings, questions: Path | None = REWORDED, limit: int | None = None
+    dataset: Path,
+    st: Settings,
+    questions: Path | None = REWORDED,
+    limit: int | None = None,
+    features: tuple[str, ...] = CALIBRATION_FEATURES,
+    sizes: list[Path] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The confidence fitted on all calib readings (and those of ``questions``' wording), and
-    its two-fold figures on the dataset's own wording; ``limit``: the first calib questions only."""
+    """The confidence fitted on all calib readings (and those of ``questions``' wording, and the
+    small corpora's of ``sizes``), and its two-fold figures on the dataset's own wording;
+    ``limit``: the first calib questions only."""
     r = load_readings(dataset, st, None, limit=limit)
     present, absent = r["present"], r["absent"]
     # Two folds by question position hash (questions of one article share neighbours in the
@@ -134,14 +157,16 @@ def fit(
         place = {q: i for i, q in enumerate(calib_qids(dataset, None, limit))}
         reworded = calib_qids(dataset, questions, limit)
         pairs.append((other["present"], other["absent"], [fold[place[q]] for q in reworded]))
+    more_p, more_a = small_corpora(sizes or [])
     cal = fit_answer_confidence(
-        [q for p, _, _ in pairs for q in p], [q for _, a, _ in pairs for q in a], features=CALIBRATION_FEATURES
+        [q for p, _, _ in pairs for q in p] + more_p, [q for _, a, _ in pairs for q in a] + more_a, features=features
     )
     report = {
-        "questions": {("reworded" if i else "first"): len(p) for i, (p, _, _) in enumerate(pairs)},
-        "features": list(CALIBRATION_FEATURES),
+        "questions": {("reworded" if i else "first"): len(p) for i, (p, _, _) in enumerate(pairs)}
+        | ({"small corpora": len(more_p), "small corpora, no answer": len(more_a)} if sizes else {}),
+        "features": list(features),
         "threshold": cal["threshold"],
-        "held_out": two_fold(pairs),
+        "held_out": two_fold(pairs, features),
     }
     return cal, report
 
@@ -161,12 +186,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--first-wording-only", action="store_true", help="fit on the dataset's own questions alone")
     ap.add_argument("--limit", type=int, help="the first N calib questions only (a quick check, not the recipe)")
+    ap.add_argument(
+        "--small-corpora",
+        type=Path,
+        action="append",
+        default=[],
+        help="also fit on the calib readings bench/small_corpus.py cached for this reader (corpora of k + 1 "
+        "articles, absent and answer-removed questions); repeatable",
+    )
+    ap.add_argument("--features", help="comma-separated reading features (default: CALIBRATION_FEATURES)")
     args = ap.parse_args(argv)
     st = Settings()
     if args.reader_dir:
         st = st.model_copy(update={"reader_dir": args.reader_dir})
     artifact = st.reader_dir or ARTIFACT_DIR
-    cal, report = fit(args.dataset, st, None if args.first_wording_only else args.questions, args.limit)
+    features = tuple(args.features.split(",")) if args.features else CALIBRATION_FEATURES
+    unknown = set(features) - set(FEATURES)
+    if unknown:
+        ap.error(f"unknown features {sorted(unknown)}; known: {', '.join(FEATURES)}")
+    questions = None if args.first_wording_only else args.questions
+    cal, report = fit(args.dataset, st, questions, args.limit, features, args.small_corpora)
     held = report["held_out"]
     print("| questions | features | threshold | held-out answered | precision | abstains without the article |")
     print("|---|---|---|---|---|---|")
