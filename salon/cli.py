@@ -12,6 +12,7 @@ cause (EXIT_CODES) and, with `--json`, prints the HTTP API's error shape on stdo
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import traceback
@@ -780,7 +781,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     from web.app import create_app
 
     s = settings(ctx)
-    uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level="info")
+    # Salon's access log (salon.access) names each request's X-Request-Id; uvicorn's would not
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level="info", access_log=False)
 
 
 if __name__ == "__main__":

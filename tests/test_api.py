@@ -253,3 +253,14 @@ def test_cors_off_by_default_and_only_for_configured_origins(client, settings, e
             headers={"Origin": "https://intranet.example", "Access-Control-Request-Method": "POST"},
         )
         assert pre.status_code == 400  # only GET is allowed cross-origin
+
+
+def test_the_request_id_is_in_the_log(client, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The id a client reads in X-Request-Id or an error body finds its request in the access log."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="salon.access"):
+        r = client.get("/search", params={"q": ""}, headers={"X-Request-Id": "trace-77"})
+    assert r.json()["error"]["request_id"] == "trace-77"
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "salon.access"]
+    assert any(line.startswith("trace-77 GET /search 422 ") for line in lines), lines

@@ -8,6 +8,7 @@ import importlib.resources
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from web.pages import Pages
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut, VersionOut
 
 log = logging.getLogger("salon.web")
+access = logging.getLogger("salon.access")
 VERSION = package_version("salon")
 # Swagger UI 5 (OpenAPI 3.1, which FastAPI writes) as fastapi-offline ships it; Salon serves the
 # files with its own page and starter rather than the package's app, whose page starts inline.
@@ -277,11 +279,12 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
+        log.exception("unhandled error on %s (request %s)", request.url.path, request_id(request))
         return error_response(request, 500, "internal_error", "internal error")
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
         given = request.headers.get("x-request-id", "")
         request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         length = request.headers.get("content-length")
@@ -294,6 +297,15 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         for k, v in SECURITY_HEADERS.items():
             resp.headers.setdefault(k, v)
         resp.headers["X-Request-Id"] = request.state.request_id
+        # the access log, with the id a client quotes from the header or an error body
+        access.info(
+            "%s %s %s %d %.1f ms",
+            request.state.request_id,
+            request.method,
+            request.url.path,
+            resp.status_code,
+            (time.perf_counter() - t0) * 1000,
+        )
         return resp
 
     def run_search(
