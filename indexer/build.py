@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -19,8 +21,9 @@ from indexer import layout
 from indexer.analysis import ANALYZER_VERSION, analyze
 from indexer.chunking import Chunk, Span, chunk_sentences, paragraphs, split_sentences
 from indexer.corpus import Article, CorpusReport, Problem, read_corpus
+from indexer.entities import Entity
 from indexer.files import fsync_dir, fsync_file
-from indexer.model import BatchRunner, Embedder, PassageJob
+from indexer.model import BatchRunner, Embedder, EmbeddingCache, PassageJob
 from indexer.settings import Settings
 
 SCHEMA = """
@@ -33,7 +36,12 @@ CREATE TABLE chunks (
   first_sentence INTEGER, last_sentence INTEGER, tokens INTEGER);
 CREATE TABLE sentences (
   row INTEGER PRIMARY KEY, article INTEGER NOT NULL, start INTEGER, end INTEGER);
+CREATE TABLE entities (
+  row INTEGER PRIMARY KEY, article INTEGER NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL,
+  name TEXT NOT NULL, mentions TEXT NOT NULL);
 """
+# One row per entity and article; ``mentions`` is JSON, [[start, end], …] into the article text.
+# Generations built before entities lack the table and serve no facets (search/store.py).
 
 
 @dataclass
@@ -42,6 +50,8 @@ class Prepared:
     sentences: list[Span]
     chunks: list[Chunk]
     sentence_tokens: list[int] = field(default_factory=list)
+    entities: list[Entity] = field(default_factory=list)
+    ner_ran: bool = False  # entities found by this build, not taken from the cache
 
     def sentence_owners(self) -> list[int]:
         """For each sentence, the chunk whose forward pass gives its vector.
@@ -98,7 +108,42 @@ def prepare(articles: list[Article], embedder: Embedder, settings: Settings, pro
             settings.chunk_overlap,
         )
         out.append(Prepared(art, sents, chunks, [by_span[(s.start, s.end)] for s in sents]))
+    if settings.entities:
+        find_entities(out, embedder.cache, progress)
     return out
+
+
+def find_entities(prepared: list[Prepared], cache: EmbeddingCache | None, progress: bool = True) -> int:
+    """Fill each article's entities: from the cache where it has them, else by NER over the
+    sentences already split. Return the number of articles NER ran on."""
+    from indexer import entities
+
+    model = entities.model_id()
+    keys = [hashlib.sha256(f"{model}\x00{p.article.place}\x00{p.article.text}".encode()).digest() for p in prepared]
+    hits = cache.get_entities(keys) if cache is not None else {}
+    todo = [i for i, k in enumerate(keys) if k not in hits]
+    for i, k in enumerate(keys):
+        if k in hits:
+            prepared[i].entities = [Entity(e[0], e[1], e[2], [(a, b) for a, b in e[3]]) for e in json.loads(hits[k])]
+    found = entities.find_mentions(
+        [prepared[i].article.text for i in todo], [prepared[i].sentences for i in todo], progress and len(todo) > 20
+    )
+    fresh = []
+    for i, mentions in zip(todo, found, strict=True):
+        p = prepared[i]
+        p.entities = entities.merge(p.article.text, mentions, p.article.place)
+        p.ner_ran = True
+        fresh.append((keys[i], json.dumps([[e.key, e.kind, e.name, e.mentions] for e in p.entities])))
+    if cache is not None and fresh:
+        cache.put_entities(fresh)
+    return len(todo)
+
+
+def entity_model(settings: Settings) -> str:
+    """What the manifest records as the entities' maker ('' when a build finds none)."""
+    from indexer import entities
+
+    return entities.model_id() if settings.entities else ""
 
 
 def ann_kind(n: int, settings: Settings) -> str:
@@ -270,12 +315,15 @@ def _build_into(
         },
         analyzer=ANALYZER_VERSION,
         sentence_vectors=settings.sentence_vectors,
+        entities=entity_model(settings),
         counts={
             "encoded_texts": encoded,
             "encoded_tokens": embed_tokens,
             "articles": len(prepared),
             "chunks": len(chunk_texts),
             "sentences": len(sent_vecs),
+            "entities": sum(len(p.entities) for p in prepared),
+            "ner_articles": sum(p.ner_ran for p in prepared),
             "skipped_files": sum(1 for p in report.problems if p.skipped),
         },
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -392,6 +440,10 @@ def _write_store(path: Path, prepared: list[Prepared]) -> None:
             db.executemany(
                 "INSERT INTO sentences VALUES (?,?,?,?)",
                 [(sent_row + i, row, s.start, s.end) for i, s in enumerate(p.sentences)],
+            )
+            db.executemany(
+                "INSERT INTO entities (article, key, kind, name, mentions) VALUES (?,?,?,?,?)",
+                [(row, e.key, e.kind, e.name, json.dumps(e.mentions)) for e in p.entities],
             )
             chunk_row += len(p.chunks)
             sent_row += len(p.sentences)

@@ -3,7 +3,8 @@
 index_dir/
   CURRENT            name of the generation being served (replaced atomically)
   .lock              held by a running build
-  gen-<time>-<id>/   manifest.json, dense.faiss, sentences.npy, lexical/, store.sqlite,
+  gen-<time>-<id>/   manifest.json, dense.faiss, sentences.npy, lexical/, store.sqlite (its
+                     entities table is optional: generations built before it lack it),
                      sentence_terms.npy (optional: generations built before it lack it)
 """
 
@@ -81,6 +82,9 @@ class Manifest:
     # How sentence vectors were made (see indexer/build.py); manifests written before this field
     # existed encoded every sentence on its own.
     sentence_vectors: str = "separate"
+    # What found the articles' entities (indexer/entities.py model_id); '' for a build without
+    # them, and for generations built before entities existed: they serve no facets.
+    entities: str = ""
 
     def write(self, folder: Path) -> None:
         write_atomic(folder / MANIFEST, json.dumps(asdict(self), indent=2, ensure_ascii=False))

@@ -1,6 +1,6 @@
 """Publish index generations to Milvus, and update the served one by article.
 
-Each generation is five collections named ``{prefix}_{gen}_{kind}``:
+Each generation is six collections named ``{prefix}_{gen}_{kind}``:
 
 - ``chunks``: chunk vector (HNSW, inner product), Salon's sparse lexical vector (BM25 document
   weights of the French analyser's terms; inverted index, inner product), article row, offsets,
@@ -8,6 +8,8 @@ Each generation is five collections named ``{prefix}_{gen}_{kind}``:
 - ``sentences``: sentence vector, article row, offsets;
 - ``articles``: metadata and text (in parts: a VARCHAR holds at most 65,535 bytes);
 - ``terms``: the lexical vocabulary (term → id, document frequency) for query-side IDF weights;
+- ``entities``: one row per entity and article (kind, folded key, name, mentions as JSON), as
+  ``store.sqlite`` has them; generations published before it lack it and serve no facets;
 - ``meta``: the manifest and the lexical statistics.
 
 The alias ``{prefix}`` names the served generation's ``meta`` collection; a build writes a whole
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from indexer.corpus import Article
     from indexer.model import Embedder
 
-KINDS = ("chunks", "sentences", "articles", "terms", "meta")
+KINDS = ("chunks", "sentences", "articles", "terms", "meta", "entities")
 TEXT_PART = 16_000  # characters per article part: ≤ 64,000 bytes of UTF-8 whatever the script
 VARCHAR = 65_535
 K1, B = 1.5, 0.75  # bm25s defaults (method "lucene"), so local and Milvus scores agree
@@ -104,6 +106,7 @@ class Stats:
     next_article: int
     next_term: int
     avgdl: float  # average chunk length (terms) at build time, used for every document weight
+    next_entity: int = 0  # absent from generations published before entities
 
     # Read back strictly (``parse_json``): a field missing, unknown or of another type is refused.
     __pydantic_config__ = ConfigDict(strict=True, extra="forbid")
@@ -224,6 +227,21 @@ def _schemas(dim: int) -> dict[str, tuple[Any, Any]]:
         ),
         "terms": (schema([("id", i64, {}), ("term", vc, s), ("df", i64, {}), dummy], "id"), dummy_index),
         "meta": (schema([("key", vc, {"max_length": 64}), ("value", vc, text), dummy], "key"), dummy_index),
+        "entities": (
+            schema(
+                [
+                    ("row", i64, {}),
+                    ("article", i64, {}),
+                    ("kind", vc, {"max_length": 16}),
+                    ("key", vc, s),
+                    ("name", vc, s),
+                    ("mentions", vc, text),
+                    dummy,
+                ],
+                "row",
+            ),
+            dummy_index,
+        ),
     }
 
 
@@ -282,6 +300,10 @@ def publish(gen_folder: Path, settings: Settings, client: Any | None = None) -> 
             "SELECT row, article, start, end, first_sentence, last_sentence FROM chunks ORDER BY row"
         ).fetchall()
         sents = db.execute("SELECT row, article, start, end FROM sentences ORDER BY row").fetchall()
+        try:
+            ents = [dict(r) for r in db.execute("SELECT article, kind, key, name, mentions FROM entities ORDER BY row")]
+        except sqlite3.OperationalError:  # a generation built before entities
+            ents = []
     finally:
         db.close()
     index = faiss.read_index(str(gen_folder / layout.DENSE))
@@ -302,7 +324,7 @@ def publish(gen_folder: Path, settings: Settings, client: Any | None = None) -> 
         df.update(set(toks))
     total_len = sum(len(t) for t in tokens)
     avgdl = total_len / max(1, len(tokens))
-    stats = Stats(len(chunks), len(chunks), len(sents), len(arts), len(vocab), avgdl)
+    stats = Stats(len(chunks), len(chunks), len(sents), len(arts), len(vocab), avgdl, len(ents))
 
     gen = "g" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     names = {k: collection(prefix, gen, k) for k in KINDS}
@@ -340,6 +362,7 @@ def publish(gen_folder: Path, settings: Settings, client: Any | None = None) -> 
         )
         _insert(client, names["articles"], (r for a in arts for r in _article_rows(a["row"], a)))
         _insert(client, names["terms"], ({"id": i, "term": t, "df": df[t], "_v": [1.0, 0.0]} for t, i in vocab.items()))
+        _insert(client, names["entities"], (entity_row(i, e) for i, e in enumerate(ents)))
         facets = sorted({a["event"] or a["source"] for a in arts if a["event"] or a["source"]})
         _write_meta(client, names["meta"], manifest, stats, facets)
         for name in names.values():
@@ -356,6 +379,22 @@ def publish(gen_folder: Path, settings: Settings, client: Any | None = None) -> 
     dropped = prune(client, prefix, settings.keep_generations)
     counts = {"articles": len(arts), "chunks": len(chunks), "sentences": len(sents), "terms": len(vocab)}
     return Published(gen, time.perf_counter() - t0, counts, dropped)
+
+
+def entity_row(row: int, e: dict[str, Any]) -> dict[str, Any]:
+    """An ``entities`` row from one of store.sqlite's (mentions: their JSON, cut to a VARCHAR)."""
+    mentions = e["mentions"]
+    if len(mentions.encode()) > VARCHAR:  # a name said thousands of times: its first mentions
+        mentions = json.dumps(json.loads(mentions)[: VARCHAR // 24])
+    return {
+        "row": row,
+        "article": e["article"],
+        "kind": e["kind"],
+        "key": e["key"][:1000],
+        "name": e["name"][:1000],
+        "mentions": mentions,
+        "_v": [1.0, 0.0],
+    }
 
 
 def _write_meta(client: Any, name: str, manifest: layout.Manifest, stats: Stats, facets: list[str] | None) -> None:
@@ -409,6 +448,7 @@ class ServedGeneration:
         self.names = {k: collection(self.prefix, gen, k) for k in KINDS}
         self.manifest, self.stats, facets = read_meta(self.client, self.names["meta"], gen)
         self.facets: set[str] = set(facets)
+        self.has_entities = self.client.has_collection(self.names["entities"])
 
     def _article_row(self, doc_id: str) -> int | None:
         got = self.client.query(
@@ -425,6 +465,8 @@ class ServedGeneration:
         self.client.delete(self.names["chunks"], filter=f"article == {row}")
         self.client.delete(self.names["sentences"], filter=f"article == {row}")
         self.client.delete(self.names["articles"], filter=f"row == {row}")
+        if self.has_entities:
+            self.client.delete(self.names["entities"], filter=f"article == {row}")
         self.stats.n_chunks -= len(old)
         return len(old), n_sent
 
@@ -461,7 +503,8 @@ class ServedGeneration:
     ) -> None:
         """Insert or replace articles: (article fields as in store.sqlite, chunks, sentence spans,
         chunk vectors, sentence vectors); chunks are ``indexer.chunking.Chunk`` with sentence
-        indices local to the article."""
+        indices local to the article. The fields may hold ``entities``, the article's
+        ``indexer.entities.Entity`` list."""
         title_in = bool(self.manifest.chunking.get("title_in_chunks", True))
         for art, chunks, sents, cvecs, svecs in items:
             old = self._article_row(art["id"])
@@ -507,6 +550,17 @@ class ServedGeneration:
                     ],
                 )
             self.client.insert(self.names["articles"], list(_article_rows(row, art)))
+            ents = art.get("entities") or []
+            if self.has_entities and ents:
+                e0 = self.stats.next_entity
+                self.client.insert(
+                    self.names["entities"],
+                    [
+                        entity_row(e0 + i, {**asdict(e), "article": row, "mentions": json.dumps(e.mentions)})
+                        for i, e in enumerate(ents)
+                    ],
+                )
+                self.stats.next_entity += len(ents)
             self._count_terms([{vocab[t] for t in ts} for ts in toks], +1)
             self.stats.next_chunk += len(chunks)
             self.stats.next_sentence += len(sents)
@@ -540,6 +594,7 @@ class ServedGeneration:
                 "url": a.url,
                 "hash": a.content_hash,
                 "text": a.text,
+                "entities": p.entities,
             }
             spans = [(x.start, x.end) for x in p.sentences]
             items.append((fields, p.chunks, spans, chunk_vecs[c0 : c0 + nc], sent_vecs[s0 : s0 + ns]))

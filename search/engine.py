@@ -8,7 +8,9 @@ embeddings computed at index time (no passage is re-encoded at query time).
 from __future__ import annotations
 
 import math
+import re
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 from indexer import layout
 from indexer.analysis import analyze, term_spans
 from indexer.corpus import normalise_date
+from indexer.entities import KINDS, key_of
 from indexer.model import Embedder
 from indexer.settings import Settings
 from search.answer import AnswerFinder, Reading, is_question
@@ -24,9 +27,14 @@ from search.candidates import Candidate
 from search.runtime import Runtime
 from search.store import LocalStore, Store, StoreView, Where
 from search.types import (
+    FACET_DEPTH,
+    FACET_VALUES,
     Answer,
     AnswerStatus,
     ArticleInfo,
+    EntityCount,
+    Facets,
+    FacetValue,
     Filters,
     Highlight,
     Result,
@@ -39,6 +47,8 @@ from search.types import (
 
 MODES = ("hybrid", "dense", "lexical")
 MAX_OFFSET = 1000
+MAX_ENTITY_CHARS = 200
+ENTITY_KINDS = tuple(KINDS.values())
 # The best passages a question's answer step reads (their sentences are scored, then windows
 # around the best of them go to the reader).
 ANSWER_PASSAGES = 5
@@ -164,10 +174,23 @@ class Engine:
         return q
 
     @staticmethod
-    def where(filters: Filters | None) -> Where | None:
-        """The store-level form of ``filters`` (casefolded event, day bounds), or None."""
+    def where(filters: Filters | None, view: StoreView | None = None) -> Where | None:
+        """The store-level form of ``filters`` (casefolded event, day bounds, and with ``view``
+        the article rows that name every entity asked for), or None."""
         if not filters:
             return None
+        articles: frozenset[int] | None = None
+        for param, kind, value in filters.entities():
+            v = (value or "").strip()
+            if not v or len(v) > MAX_ENTITY_CHARS or any(unicodedata.category(c)[0] == "C" for c in v):
+                raise SearchError(
+                    "invalid_parameter",
+                    f"{param}: a name of 1 to {MAX_ENTITY_CHARS} printable characters",
+                    param=param,
+                )
+            if view is not None:
+                found = view.entity_articles(kind, key_of(v))
+                articles = found if articles is None else articles & found
         bounds = {}
         for name, given in (("date_from", filters.date_from), ("date_to", filters.date_to)):
             try:
@@ -181,6 +204,7 @@ class Engine:
             (filters.event or "").casefold(),
             date_bounds(lo)[0] if lo else "",
             date_bounds(hi)[1] if hi else "",
+            articles,
         )
 
     def retrieve(
@@ -198,6 +222,8 @@ class Engine:
         v = view or self.store.view()
         depth = depth or s.candidates
         cands: dict[int, Candidate] = {}
+        if where is not None and where.articles is not None and not where.articles:
+            return []  # a name no article of the index has (as an empty page, not an error)
         if qv is not None and mode != "lexical":
             rows, scores = v.dense(qv, depth, where)
             for r, (row, sc) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True), 1):
@@ -242,8 +268,8 @@ class Engine:
         q = self.validate(query, k, offset)
         if mode not in MODES:
             raise SearchError("invalid_parameter", f"mode must be one of {', '.join(MODES)}", param="mode")
-        where = self.where(filters)
         v = self.store.view()
+        where = self.where(filters, v)
         qv = self.runtime.encode_query(q) if mode != "lexical" else None
         terms = analyze(q)
         depth = max(self.settings.candidates, offset + k)
@@ -269,7 +295,6 @@ class Engine:
             else:
                 for res in results:
                     res.highlights = [h for h in res.highlights if h.kind != "answer"]
-        took = (time.perf_counter() - t0) * 1000
         status: AnswerStatus
         if not asked:
             status = "not_a_question"
@@ -278,7 +303,45 @@ class Engine:
         else:
             status = "answered" if ans is not None else "declined"
         total = Total(len(ranked), "eq" if exact else "gte")
-        return SearchResponse(q, round(took, 2), total, ans, results, answers, k, offset, status)
+        facets = self.facets_of(v, ranked[:FACET_DEPTH])
+        took = (time.perf_counter() - t0) * 1000
+        return SearchResponse(q, round(took, 2), total, ans, results, answers, k, offset, status, facets=facets)
+
+    @staticmethod
+    def facets_of(v: StoreView, ranked: list[Candidate]) -> Facets:
+        """Each value's count of passages in ``ranked`` whose article has it (see Facets)."""
+        rows = [c.chunk.article for c in ranked if c.chunk is not None]
+        facts = v.facts(sorted(set(rows))) if rows else {}
+        counts: dict[str, dict[str, int]] = {f: {} for f in ("person", "organisation", "place", "event", "year")}
+        names: dict[tuple[str, str], str] = {}
+        for r in rows:
+            f = facts[r]
+            seen = {(kind, key) for kind, key, _ in f.entities}
+            for kind, key, name in f.entities:
+                names.setdefault((kind, key), name)  # the name in the best-ranked article
+            if f.event:
+                seen.add(("event", f.event))
+            if re.match(r"\d{4}", f.date):
+                seen.add(("year", f.date[:4]))
+            for kind, key in seen:
+                if kind in counts:
+                    counts[kind][key] = counts[kind].get(key, 0) + 1
+
+        def top(kind: str) -> list[FacetValue]:
+            c = counts[kind]
+            best = sorted(c, key=lambda key: (-c[key], key))[:FACET_VALUES]
+            return [FacetValue(names.get((kind, key), key), c[key]) for key in best]
+
+        return Facets(top("person"), top("organisation"), top("place"), top("event"), top("year"))
+
+    def entities(self, kind: str | None = None, prefix: str = "", limit: int = 20) -> list[EntityCount]:
+        """The index's entities of ``kind`` (all kinds: None) whose name or one of its words
+        starts with ``prefix``, by the number of articles naming them."""
+        if kind is not None and kind not in ENTITY_KINDS:
+            raise SearchError("invalid_parameter", f"kind must be one of {', '.join(ENTITY_KINDS)}", param="kind")
+        if len(prefix) > MAX_ENTITY_CHARS:
+            raise SearchError("invalid_parameter", f"q: at most {MAX_ENTITY_CHARS} characters", param="q")
+        return self.store.view().entity_counts(kind, key_of(prefix), limit)
 
     def readings(self, query: str, gate: bool = True) -> list[Reading]:
         """The reader's readings of question ``query`` as a default search makes them (hybrid,

@@ -19,8 +19,8 @@ import numpy as np
 from indexer import layout
 from indexer import milvus as mv
 from indexer.settings import Settings
-from search.store import ChunkInfo, Sentences, Where
-from search.types import ArticleInfo
+from search.store import ChunkInfo, Sentences, Where, count_entities, prefix_match
+from search.types import ArticleFacts, ArticleInfo, EntityCount
 
 _EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.float32))
 MAX_TOPK = 16_384  # Milvus's limit on one search's results
@@ -31,6 +31,8 @@ def expression(where: Where | None) -> str:
     if where is None:
         return ""
     parts = []
+    if where.articles is not None:
+        parts.append(mv.in_list("article", sorted(where.articles)))
     if where.event:
         e = mv.quote(where.event)
         parts.append(f"(event == {e} or source == {e})")
@@ -51,8 +53,11 @@ class MilvusView:
         self.name = gen
         self.ef_search = ef_search
         self.names = {k: mv.collection(prefix, gen, k) for k in mv.KINDS}
-        for name in self.names.values():  # released after a server restart; a no-op when loaded
-            client.load_collection(name)
+        # generations published before entities lack their collection: no facets there
+        self.has_entities = client.has_collection(self.names["entities"])
+        for kind, name in self.names.items():  # released after a server restart; a no-op when loaded
+            if kind != "entities" or self.has_entities:
+                client.load_collection(name)
         self.manifest, self.stats, self._facets = mv.read_meta(client, self.names["meta"], gen)
         self.n_chunks = self.stats.n_chunks
         self._articles: OrderedDict[int, ArticleInfo] = OrderedDict()
@@ -228,6 +233,53 @@ class MilvusView:
 
     def facets(self) -> list[str]:
         return list(self._facets)
+
+    def facts(self, rows: Sequence[int]) -> dict[int, ArticleFacts]:
+        if not rows:
+            return {}
+        meta = {
+            int(r["row"]): (r["event"], r["date"])
+            for r in self.client.query(
+                self.names["articles"],
+                filter=f"{mv.in_list('row', rows)} and part == 0",
+                output_fields=["row", "event", "date"],
+            )
+        }
+        ents: dict[int, list[tuple[str, str, str]]] = {}
+        if self.has_entities:
+            fields = ["row", "article", "kind", "key", "name"]
+            got = self.client.query(self.names["entities"], filter=mv.in_list("article", rows), output_fields=fields)
+            for r in sorted(got, key=lambda r: int(r["row"])):  # the order the build wrote them in
+                ents.setdefault(int(r["article"]), []).append((r["kind"], r["key"], r["name"]))
+        return {r: ArticleFacts(*meta.get(r, ("", "")), tuple(ents.get(r, ()))) for r in rows}
+
+    def entity_articles(self, kind: str, key: str) -> frozenset[int]:
+        if not self.has_entities:
+            return frozenset()
+        flt = f"kind == {mv.quote(kind)} and key == {mv.quote(key)}"
+        return frozenset(int(r["article"]) for r in self._query_all(self.names["entities"], flt, ["article"]))
+
+    def entity_counts(self, kind: str | None, prefix: str, limit: int) -> list[EntityCount]:
+        if not self.has_entities:
+            return []
+        # every row of the kind, filtered here: milvus-lite's LIKE knows prefixes of the whole
+        # key only, and a word of a name (« benioff ») should find it too
+        flt = f"kind == {mv.quote(kind)}" if kind else 'kind != ""'
+        rows = self._query_all(self.names["entities"], flt, ["kind", "key", "name"])
+        return count_entities(
+            ((r["kind"], r["key"], r["name"]) for r in rows if prefix_match(r["key"], prefix)), None, "", limit
+        )
+
+    def _query_all(self, name: str, flt: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Every row matching ``flt``, past the limit of one query."""
+        it = self.client.query_iterator(name, batch_size=4096, filter=flt, output_fields=fields)
+        out: list[dict[str, Any]] = []
+        try:
+            while batch := it.next():
+                out.extend(batch)
+        finally:
+            it.close()
+        return out
 
 
 def _rows_scores(hits: Any) -> tuple[np.ndarray, np.ndarray]:

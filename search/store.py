@@ -17,7 +17,7 @@ import numpy as np
 
 from indexer import layout
 from indexer.analysis import analyze
-from search.types import ArticleInfo
+from search.types import ArticleFacts, ArticleInfo, EntityCount
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class Where:
     event: str = ""
     lo: str = ""
     hi: str = ""
+    # The article rows entity filters admit (None: no entity filter; empty: none matches).
+    articles: frozenset[int] | None = None
 
     def admits(self, event: str, source: str, dmin: str, dmax: str) -> bool:
         if self.event and self.event not in (event.casefold(), source.casefold()):
@@ -81,6 +83,29 @@ class StoreView(Protocol):
     def article(self, row: int) -> ArticleInfo: ...
     def article_row(self, doc_id: str) -> int | None: ...
     def facets(self) -> list[str]: ...
+    def facts(self, rows: Sequence[int]) -> dict[int, ArticleFacts]: ...
+    def entity_articles(self, kind: str, key: str) -> frozenset[int]: ...
+    def entity_counts(self, kind: str | None, prefix: str, limit: int) -> list[EntityCount]: ...
+
+
+def prefix_match(key: str, prefix: str) -> bool:
+    """Whether the entity ``key`` or one of its words starts with the (folded) ``prefix``."""
+    return not prefix or key.startswith(prefix) or f" {prefix}" in f" {key}"
+
+
+def count_entities(
+    rows: Iterable[tuple[str, str, str]], kind: str | None, prefix: str, limit: int
+) -> list[EntityCount]:
+    """Entities by the number of articles naming them, from one (kind, key, name) row per article."""
+    n: dict[tuple[str, str], int] = {}
+    names: dict[tuple[str, str], dict[str, int]] = {}
+    for k, key, name in rows:
+        if (kind is None or k == kind) and prefix_match(key, prefix):
+            n[(k, key)] = n.get((k, key), 0) + 1
+            forms = names.setdefault((k, key), {})
+            forms[name] = forms.get(name, 0) + 1
+    best = sorted(n, key=lambda e: (-n[e], e[1], e[0]))[:limit]
+    return [EntityCount(k, max(names[(k, key)], key=lambda f: names[(k, key)][f]), key, n[(k, key)]) for k, key in best]
 
 
 class Store(Protocol):
@@ -143,6 +168,10 @@ class LocalStore:
         self.n_chunks = int(self.dense_index.ntotal)
         if self.n_chunks != len(chunks) or len(self.sent_vecs) != len(sents):
             raise layout.IndexCorrupt(f"index {generation.name}: vector and store counts differ; rebuild")
+        self._entities: list[tuple[str, str, str]] = []  # (kind, key, name) per entity row
+        self.article_entities: dict[int, tuple[tuple[str, str, str], ...]] = {}
+        self.entity_index: dict[tuple[str, str], frozenset[int]] = {}
+        self._load_entities(generation)
         self.sent_terms: np.ndarray | None = None  # the UTF-8 bytes, memory-mapped
         self.sent_terms_end = np.zeros(0, np.int64)
         terms_file = generation / layout.SENTENCE_TERMS
@@ -163,6 +192,23 @@ class LocalStore:
     def view(self) -> LocalStore:
         return self
 
+    def _load_entities(self, generation: Path) -> None:
+        db = sqlite3.connect(f"file:{generation / layout.STORE}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT article, kind, key, name FROM entities ORDER BY row").fetchall()
+        except sqlite3.OperationalError:  # built before entities: no facets, entity filters match nothing
+            rows = []
+        finally:
+            db.close()
+        per: dict[int, list[tuple[str, str, str]]] = {}
+        index: dict[tuple[str, str], set[int]] = {}
+        for art, kind, key, name in rows:
+            self._entities.append((kind, key, name))
+            per.setdefault(art, []).append((kind, key, name))
+            index.setdefault((kind, key), set()).add(art)
+        self.article_entities = {a: tuple(es) for a, es in per.items()}
+        self.entity_index = {k: frozenset(v) for k, v in index.items()}
+
     def _mask(self, where: Where | None) -> np.ndarray | None:
         if where is None:
             return None
@@ -170,6 +216,10 @@ class LocalStore:
             [where.admits(a.event, a.source, *self.article_dates[i]) for i, a in enumerate(self.articles)],
             dtype=bool,
         ).reshape(-1)
+        if where.articles is not None:
+            allowed = np.zeros(len(self.articles), dtype=bool)
+            allowed[list(where.articles)] = True
+            ok &= allowed
         mask: np.ndarray = ok[self.chunk_article]
         return mask
 
@@ -273,3 +323,15 @@ class LocalStore:
 
     def facets(self) -> list[str]:
         return sorted({a.event or a.source for a in self.articles if a.event or a.source})
+
+    def facts(self, rows: Sequence[int]) -> dict[int, ArticleFacts]:
+        return {
+            r: ArticleFacts(self.articles[r].event, self.articles[r].date, self.article_entities.get(r, ()))
+            for r in rows
+        }
+
+    def entity_articles(self, kind: str, key: str) -> frozenset[int]:
+        return self.entity_index.get((kind, key), frozenset())
+
+    def entity_counts(self, kind: str | None, prefix: str, limit: int) -> list[EntityCount]:
+        return count_entities(self._entities, kind, prefix, limit)

@@ -29,9 +29,22 @@ class Filters:
     event: str | None = None  # matches the article's event or source, case-insensitively
     date_from: str | None = None  # YYYY[-MM[-DD]], inclusive
     date_to: str | None = None
+    # Names the article must mention, each as an entity of that kind (case and accents aside);
+    # all of them (AND), and with the filters above.
+    people: tuple[str, ...] = ()
+    organisations: tuple[str, ...] = ()
+    places: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.event or self.date_from or self.date_to)
+        return bool(self.event or self.date_from or self.date_to or self.people or self.organisations or self.places)
+
+    def entities(self) -> list[tuple[str, str, str]]:
+        """(API parameter, entity kind, value) of each entity filter."""
+        return [
+            *(("person", "person", v) for v in self.people),
+            *(("org", "organisation", v) for v in self.organisations),
+            *(("place", "place", v) for v in self.places),
+        ]
 
 
 @dataclass
@@ -111,6 +124,45 @@ class Total:
 
 
 @dataclass
+class FacetValue:
+    value: str
+    count: Annotated[int, Field(description="Passages among the best matched (FACET_DEPTH) whose article has it")]
+
+
+# How many of the best matched passages (after de-duplication) facets count over.
+FACET_DEPTH = 100
+FACET_VALUES = 10
+
+
+@dataclass
+class Facets:
+    """What the best matched passages' articles name, and their events and years, most passages first."""
+
+    people: list[FacetValue] = field(default_factory=list)
+    organisations: list[FacetValue] = field(default_factory=list)
+    places: list[FacetValue] = field(default_factory=list)
+    events: list[FacetValue] = field(default_factory=list)
+    years: list[FacetValue] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ArticleFacts:
+    """What facets count of one article: its event, its date, its entities (kind, key, name)."""
+
+    event: str
+    date: str
+    entities: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass
+class EntityCount:
+    kind: Annotated[str, Field(description="person, organisation, place or other")]
+    value: Annotated[str, Field(description="The name as articles write it most often")]
+    key: Annotated[str, Field(description="The folded name: what filters match (case, accents and hyphens aside)")]
+    articles: Annotated[int, Field(description="Articles that name it")]
+
+
+@dataclass
 class SearchResponse:
     query: str
     took_ms: float
@@ -131,6 +183,14 @@ class SearchResponse:
         ),
     ] = "not_a_question"
     next: Annotated[str | None, Field(description="The next page's URL (HTTP API), or null on the last page")] = None
+    facets: Annotated[
+        Facets,
+        Field(
+            description=f"Over the best {FACET_DEPTH} matched passages (after de-duplication, whatever the page): "
+            f"the people, organisations and places their articles name, their events and years, at most "
+            f"{FACET_VALUES} each, by count; empty lists for an index built without entities"
+        ),
+    ] = field(default_factory=Facets)
 
 
 @dataclass

@@ -112,6 +112,21 @@ def test_same_rankings_and_filters_as_local(milvus_engine, engine) -> None:  # t
     assert milvus_engine.article("dreamforce-2019") == engine.article("dreamforce-2019")
 
 
+def test_same_facets_and_entity_filters_as_local(milvus_engine, engine) -> None:  # type: ignore[no-untyped-def]
+    for q, f in (
+        ("qui a critiqué Salesforce ?", None),
+        ("salon", Filters(people=("Marc Benioff",))),
+        ("salon", Filters(organisations=("salesforce",), date_from="2019")),
+        ("salon", Filters(places=("Nulle Part",))),
+    ):
+        a, b = engine.search(q, k=10, filters=f), milvus_engine.search(q, k=10, filters=f)
+        assert _ranking(a) == _ranking(b) and a.facets == b.facets, (q, f)
+        if q.startswith("qui"):
+            assert "Salesforce" in [v.value for v in b.facets.organisations]
+    assert milvus_engine.entities("person", "ben") == engine.entities("person", "ben")
+    assert milvus_engine.entities(None, "", 50) == engine.entities(None, "", 50)
+
+
 def test_embedded_milvus_listens_on_loopback_only(milvus_engine) -> None:  # type: ignore[no-untyped-def]
     import os
 
@@ -197,6 +212,9 @@ def test_upsert_and_delete_by_article(engine, embedder, milvus_settings: Setting
     assert eng.search("macarons", k=5, filters=Filters(event="VivaTech 2023")).results[0].doc_id == "vivatech-2023"
     old = eng.search("macarons", k=5, filters=Filters(date_to="2020")).results
     assert all(r.doc_id != "vivatech-2023" for r in old)
+    # the article's entities came with it: filters and facets see them
+    by_place = eng.search("macarons", k=5, filters=Filters(places=("Lille",))).results
+    assert [r.doc_id for r in by_place] == ["vivatech-2023"]
     ans = eng.search("combien de macarons le robot a-t-il préparés ?", k=3).answers
     assert ans and ans[0].doc_id == "vivatech-2023" and "macarons" in ans[0].text
 

