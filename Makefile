@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-v2
 # Ray and Milvus are an extra the tests install; `make run` never needs them.
 SCALE_STAMP := $(VENV)/.installed-scale-v1
 
-.PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-txtai bench-memory bench-reader bench-small bench-build bench-load bench-encode bench-scale bench-ann bench-milvus bench-ray plots chromium clean
+.PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-txtai bench-memory bench-reader bench-small bench-build bench-entities bench-load bench-encode bench-scale bench-ann bench-milvus bench-ray plots chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +101,12 @@ bench-small: bench-deps
 bench-build: setup
 	$(PY) bench/build.py ../shared/eval/piaf-dev --json docs/bench/build-piaf.json
 	$(PY) bench/build.py ../shared/eval/orangesum --max-docs 2400 --json docs/bench/build-orangesum.json
+
+# Entities: PIAF dev built with the embedding cache off, entities off and on side by side (build
+# time, store bytes per passage), and how often a gold answer that is a name is among its passage's
+# entities.
+bench-entities: setup
+	$(PY) bench/entities.py ../shared/eval/piaf-dev --json docs/bench/entities-piaf.json
 
 # HTTP load on `salon serve` at 1, 4 and 16 clients, with a rebuild and hot reload mid-run.
 bench-load: setup
