@@ -65,6 +65,13 @@ SEARCH_EXAMPLE: Any = {
     "offset": 0,
     "answer_status": "answered",
     "next": "/search?q=qui+a+critiqu%C3%A9+Salesforce+%3F&k=3&offset=3",
+    "facets": {
+        "people": [{"value": "Barack Obama", "count": 5}, {"value": "Marc Benioff", "count": 5}],
+        "organisations": [{"value": "Salesforce", "count": 5}, {"value": "Google", "count": 2}],
+        "places": [{"value": "San Francisco", "count": 5}, {"value": "Palais des Congrès de Paris", "count": 2}],
+        "events": [{"value": "Dreamforce 2019", "count": 5}, {"value": "Salon du e-Marketing 2012", "count": 2}],
+        "years": [{"value": "2019", "count": 5}, {"value": "2012", "count": 2}],
+    },
 }
 
 
