@@ -192,7 +192,12 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         description="Recherche sémantique et réponses sur des articles d'événements. "
         "Semantic search and question answering over event articles, French first.",
         lifespan=lifespan,
-        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        # every route: a request line over 4,096 characters is refused before routing (414)
+        responses={
+            414: {"model": ErrorOut, "description": "URI too long"},
+            422: {"model": ErrorOut},
+            503: {"model": ErrorOut},
+        },
     )
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
