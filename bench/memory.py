@@ -199,12 +199,20 @@ def main() -> None:
     out: dict[str, Any] = {"servers": []}
     with tempfile.TemporaryDirectory(prefix="salon-memory-") as tmp:
         work = Path(tmp)
-        shipped = work / "shipped"
-        subprocess.run(
-            [sys.executable, "-m", "salon.cli", "index", str(ROOT / "corpus"), "--index-dir", str(shipped), "-q"],
-            check=True,
-            cwd=ROOT,
-        )
+
+        def build(corpus: Path, name: str) -> list[Path]:
+            """One index of ``corpus`` per checkout, each built by that checkout's own CLI: an
+            older checkout may not read a newer index format."""
+            out = []
+            for i, checkout in enumerate(checkouts):
+                dest = work / f"{name}-{i}"
+                env = {**os.environ, "PYTHONPATH": str(checkout)}
+                cli = [sys.executable, "-m", _cli(checkout), "index", str(corpus), "--index-dir", str(dest), "-q"]
+                subprocess.run(cli, check=True, cwd=checkout, env=env)
+                out.append(dest)
+            return out
+
+        shipped = build(ROOT / "corpus", "shipped")
         indexes = [("shipped corpus (2 articles)", shipped)]
         if args.piaf:
             piaf_corpus = work / "piaf-corpus"
@@ -214,21 +222,16 @@ def main() -> None:
             with (piaf_corpus / "piaf.jsonl").open("w", encoding="utf-8") as f:
                 for a in load_dataset(args.piaf).articles:
                     f.write(json.dumps({"id": a.id, "title": a.title, "text": a.text}, ensure_ascii=False) + "\n")
-            piaf_index = work / "piaf"
-            subprocess.run(
-                [sys.executable, "-m", "salon.cli", "index", str(piaf_corpus), "--index-dir", str(piaf_index), "-q"],
-                check=True,
-                cwd=ROOT,
-            )
-            indexes.append(("PIAF dev (933 articles)", piaf_index))
-        indexes += [(f"index {p.name}", p) for p in args.index]
-        for label, index_dir in indexes:
-            for checkout in checkouts:
+            indexes.append(("PIAF dev (933 articles)", build(piaf_corpus, "piaf")))
+        indexes += [(f"index {p.name}", [p] * len(checkouts)) for p in args.index]
+        for label, dirs in indexes:
+            for checkout, index_dir in zip(checkouts, dirs, strict=True):
                 row = {"index": label, "server": f"salon ({checkout.name})", **serve(index_dir, checkout, args.queries)}
                 out["servers"].append(row)
                 print(row, file=sys.stderr)
         if args.txtai:
-            row = {"index": indexes[0][0], "server": "txtai hybrid (library, same model)", **txtai_row(shipped, work)}
+            txtai = txtai_row(shipped[0], work)
+            row = {"index": indexes[0][0], "server": "txtai hybrid (library, same model)", **txtai}
             out["servers"].append(row)
     for r in out["servers"]:
         rows.append(
