@@ -22,6 +22,7 @@ PAGES = {
     "home": "/",
     "results": "/?q=Dreamforce+Salesforce",
     "answer": "/?q=qui+a+critiqu%C3%A9+Salesforce+%3F",
+    "facets-and-chip": "/?q=qui+a+critiqu%C3%A9+Salesforce+%3F&person=Marc+Benioff",
     "article": "/articles/dreamforce-2019?start=3209&end=3401&q=qui+a+critiqu%C3%A9+Salesforce+%3F#passage",
     "english-article": "/articles/lyon-book-fair-2021",
     "error": "/articles/nope",

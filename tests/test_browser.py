@@ -255,3 +255,51 @@ def test_english_interface(browser, server: str) -> None:  # type: ignore[no-unt
     pg.goto(server + "/?q=salon")  # the choice outlives the page it was made on
     assert pg.get_attribute("html", "lang") == "fr" and pg.inner_text("button[type=submit]") == "Rechercher"
     ctx.close()
+
+
+def _facets_then_filter_then_unfilter(pg, server: str) -> None:  # type: ignore[no-untyped-def]
+    pg.goto(server + "/?q=qui+a+critiqu%C3%A9+Salesforce+%3F")
+    assert "Salesforce" in pg.locator("#facet-organisations a").all_inner_texts()
+    assert "San Francisco" in pg.locator("#facet-places a").all_inner_texts()
+    before = pg.locator(".result .event").all_inner_texts()
+    status = pg.inner_text("#status")
+    pg.locator("#facet-people a", has_text="Marc Benioff").click()
+    pg.wait_for_selector(".chip")
+    assert "person=Marc+Benioff" in pg.url
+    assert "Marc Benioff" in pg.inner_text(".chip")
+    events = pg.locator(".result .event").all_inner_texts()
+    assert events and set(events) == {"Dreamforce 2019"}
+    # the filter is gone from the panel (it is a chip now), and stays on when the query changes
+    assert "Marc Benioff" not in pg.locator("#facets").inner_text()
+    assert pg.locator("#search-form input[type=hidden][name=person]").get_attribute("value") == "Marc Benioff"
+    pg.locator(".chip").click()
+    pg.wait_for_load_state()
+    assert pg.locator(".chip").count() == 0
+    assert "person=" not in pg.url
+    assert pg.locator(".result .event").all_inner_texts() == before
+    assert pg.inner_text("#status").split(" en ")[0] == status.split(" en ")[0]  # the same count
+
+
+def test_facet_panel_filters_and_chips(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    _facets_then_filter_then_unfilter(page, server)
+    # a typed search (salon.js swaps the results) keeps the filter, its chip, and brings its panel
+    page.goto(server + "/?q=salon&person=Marc+Benioff")
+    status = page.inner_text("#status")
+    page.fill("#q", "conférence Salesforce")
+    page.wait_for_function("s => document.getElementById('status').textContent.trim() !== s", arg=status)
+    page.wait_for_function("() => location.search.includes('person=Marc+Benioff')")
+    assert "Marc Benioff" in page.inner_text(".chip")
+    assert set(page.locator(".result .event").all_inner_texts()) == {"Dreamforce 2019"}
+    assert page.locator("#facets h3").count() >= 1
+
+
+def test_facet_panel_without_javascript(browser, server: str) -> None:  # type: ignore[no-untyped-def]
+    ctx = browser.new_context(java_script_enabled=False, locale="fr-FR")
+    try:
+        pg = ctx.new_page()
+        _facets_then_filter_then_unfilter(pg, server)
+        assert "Personne : Marc Benioff" not in pg.content()  # gone after removal
+        pg.goto(server + "/?q=qui+a+critiqu%C3%A9+Salesforce+%3F&person=Marc+Benioff")
+        assert pg.inner_text(".chip").startswith("Personne : Marc Benioff")
+    finally:
+        ctx.close()

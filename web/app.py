@@ -33,7 +33,7 @@ from search.answer import is_question
 from search.engine import ENTITY_KINDS, MAX_OFFSET, Engine
 from search.runtime import Runtime
 from search.types import ArticleInfo, EntityCount, Filters, SearchError, SearchResponse
-from web.pages import Pages
+from web.pages import Pages, facet_links
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut, VersionOut
 
 log = logging.getLogger("salon.web")
@@ -455,8 +455,12 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         date_from: str | None = None,
         date_to: str | None = None,
         explain: bool = False,
+        person: Annotated[list[str], Query()] = [],  # noqa: B006
+        org: Annotated[list[str], Query()] = [],  # noqa: B006
+        place: Annotated[list[str], Query()] = [],  # noqa: B006
     ) -> Response:
         engine = st.engine
+        chosen = {"person": person, "org": org, "place": place}
         ctx: dict[str, Any] = {
             "q": q or "",
             "k": k,
@@ -470,20 +474,42 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             "error": None,
             "examples": EXAMPLES,
             "is_question": False,
+            "chosen": [(param, v) for param, values in chosen.items() for v in values],
+            "chips": [],
+            "panel": [],
         }
         status = 200
         if q is not None and engine is None:
             raise EngineUnavailable(st.error or "no index loaded")
         if q is not None:
             try:
-                res = run_search(st, engine, q, k, offset, event, date_from, date_to)  # type: ignore[arg-type]
+                res = run_search(
+                    st,
+                    engine,  # type: ignore[arg-type]
+                    q,
+                    k,
+                    offset,
+                    event,
+                    date_from,
+                    date_to,
+                    people=person,
+                    organisations=org,
+                    places=place,
+                )
                 ctx["res"] = res
                 ctx["is_question"] = is_question(res.query)
                 base = {"q": q, "k": k, "event": event or "", "date_from": date_from or "", "date_to": date_to or ""}
                 ctx["next_url"] = (
-                    "/?" + urlencode({**base, "offset": offset + k}) if offset + k < res.total.value else None
+                    "/?" + urlencode({**base, "offset": offset + k, **chosen}, doseq=True)
+                    if offset + k < res.total.value
+                    else None
                 )
-                ctx["prev_url"] = "/?" + urlencode({**base, "offset": max(0, offset - k)}) if offset > 0 else None
+                ctx["prev_url"] = (
+                    "/?" + urlencode({**base, "offset": max(0, offset - k), **chosen}, doseq=True)
+                    if offset > 0
+                    else None
+                )
+                ctx["chips"], ctx["panel"] = facet_links(base, chosen, res.facets)
             except SearchError as exc:
                 ctx["error"] = exc.code  # the page words it in the reader's language
                 status = exc.status

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from search.answer import question_language
+from search.types import Facets
 from web.i18n import (
     COOKIE,
     COOKIE_MAX_AGE,
@@ -31,6 +32,37 @@ from web.render import answer_pieces, crop, segments
 
 # The other language's name, written in that language, for the switch in the page header.
 SWITCH = {"fr": ("en", "English"), "en": ("fr", "Français")}
+
+# The facet panel: the entity filters (query parameter, facet kind) and how many values of each it lists.
+FACET_KINDS = (("person", "people"), ("org", "organisations"), ("place", "places"))
+FACET_SHOWN = 8
+
+
+def facet_links(
+    base: dict[str, Any], chosen: dict[str, list[str]], facets: Facets | None
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, list[tuple[str, int, str]]]]]:
+    """The page's active entity filters as (parameter, value, URL without it), and its panel as
+    (facet kind, [(value, count, URL adding it)]): plain links, so both work without a script.
+    An event value replaces the event filter; the page starts again at its first result."""
+    params = [(key, v) for key, v in base.items() if v] + [(p, v) for p, vs in chosen.items() for v in vs]
+
+    def url(pairs: list[tuple[str, Any]]) -> str:
+        return "/?" + urlencode(pairs)
+
+    chips = [(p, v, url([pair for pair in params if pair != (p, v)])) for p, vs in chosen.items() for v in vs]
+    panel: list[tuple[str, list[tuple[str, int, str]]]] = []
+    if facets is None:
+        return chips, panel
+    for param, kind in FACET_KINDS:
+        taken = {v.casefold() for v in chosen[param]}
+        values = [f for f in getattr(facets, kind) if f.value.casefold() not in taken][:FACET_SHOWN]
+        if values:
+            panel.append((kind, [(f.value, f.count, url([*params, (param, f.value)])) for f in values]))
+    events = [f for f in facets.events if f.value != base.get("event")][:FACET_SHOWN]
+    if len(facets.events) > 1 and events:
+        without = [pair for pair in params if pair[0] != "event"]
+        panel.append(("events", [(f.value, f.count, url([*without, ("event", f.value)])) for f in events]))
+    return chips, panel
 
 
 def _error_text(gettext: Callable[[str], str]) -> Callable[..., str]:
