@@ -303,3 +303,14 @@ def test_facet_panel_without_javascript(browser, server: str) -> None:  # type: 
         assert pg.inner_text(".chip").startswith("Personne : Marc Benioff")
     finally:
         ctx.close()
+
+
+def test_one_card_per_article(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/?q=qui+a+critiqu%C3%A9+Salesforce+%3F")
+    titles = page.locator(".result-link").all_inner_texts()
+    assert titles and len(titles) == len(set(titles))
+    more = page.locator(".result", has_text="Dreamforce 2019 : plongée").locator(".more-passages")
+    assert "autres passages de cet article" in more.locator("summary").inner_text()
+    more.locator("summary").click()
+    assert more.locator("li .passage").first.is_visible()
+    assert "start=" in (more.locator("li a").first.get_attribute("href") or "")

@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from search.answer import question_language
-from search.types import Facets
+from search.types import Facets, Result
 from web.i18n import (
     COOKIE,
     COOKIE_MAX_AGE,
@@ -65,6 +65,15 @@ def facet_links(
     return chips, panel
 
 
+def by_article(results: list[Result]) -> list[list[Result]]:
+    """The page's results, one group per article in the order of its best passage, each group
+    best passage first."""
+    groups: dict[str, list[Result]] = {}
+    for r in results:
+        groups.setdefault(r.doc_id, []).append(r)
+    return list(groups.values())
+
+
 def _error_text(gettext: Callable[[str], str]) -> Callable[..., str]:
     def error_text(code: str, subject: str | None = None) -> str:
         text = gettext(ERROR_MESSAGES.get(code, GENERIC_ERROR))
@@ -93,6 +102,7 @@ class Pages:
                 "segments": segments,
                 "answer_pieces": answer_pieces,
                 "crop": crop,
+                "by_article": by_article,
                 "lang_tag": lang_tag,
                 "date_attr": date_attr,
                 "error_text": _error_text(tr.gettext),
