@@ -343,6 +343,19 @@ class Engine:
             raise SearchError("invalid_parameter", f"q: at most {MAX_ENTITY_CHARS} characters", param="q")
         return self.store.view().entity_counts(kind, key_of(prefix), limit)
 
+    def entity_articles(self, kind: str, value: str) -> tuple[str, list[ArticleInfo]]:
+        """The name as articles write it most often (``value`` if none does), and the articles
+        that name ``value`` as an entity of ``kind`` (case and accents aside), newest first."""
+        if kind not in ENTITY_KINDS:
+            raise SearchError("invalid_parameter", f"kind must be one of {', '.join(ENTITY_KINDS)}", param="kind")
+        v = self.store.view()
+        key = key_of(value.strip())
+        if not key or len(value) > MAX_ENTITY_CHARS:
+            raise SearchError("invalid_parameter", f"a name of 1 to {MAX_ENTITY_CHARS} characters", param="value")
+        arts = [v.article(i) for i in sorted(v.entity_articles(kind, key))]
+        name = next((e.value for e in v.entity_counts(kind, key, 50) if e.key == key), value.strip())
+        return name, sorted(arts, key=lambda a: (a.date, a.doc_id), reverse=True)
+
     def readings(self, query: str, gate: bool = True) -> list[Reading]:
         """The reader's readings of question ``query`` as a default search makes them (hybrid,
         no filters), best confidence first; ``gate=False``: every window, as evaluation reads

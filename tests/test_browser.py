@@ -314,3 +314,19 @@ def test_one_card_per_article(page, server: str) -> None:  # type: ignore[no-unt
     more.locator("summary").click()
     assert more.locator("li .passage").first.is_visible()
     assert "start=" in (more.locator("li a").first.get_attribute("href") or "")
+
+
+def test_entity_page_lists_the_articles_naming_it(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server + "/entities/person/marc%20benioff")  # case aside; the name as written
+    assert page.inner_text("h1") == "Marc Benioff"
+    assert "nommé dans 1 article" in page.inner_text("main")
+    assert page.locator(".result-link").all_inner_texts() == [
+        "Dreamforce 2019 : plongée au cœur de la conférence de Salesforce à San Francisco"
+    ]
+    page.click("text=Chercher les passages qui le nomment")
+    page.wait_for_selector(".chip")
+    assert set(page.locator(".result .event").all_inner_texts()) == {"Dreamforce 2019"}
+    page.goto(server + "/entities/place/San%20Francisco")
+    assert page.locator(".result-link").count() >= 1
+    r = page.goto(server + "/entities/planet/Mars")
+    assert r is not None and r.status == 422

@@ -515,6 +515,12 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
                 status = exc.status
         return pages.render(request, "index.html", ctx, status_code=status)
 
+    @app.get("/entities/{kind}/{value}", response_class=HTMLResponse, include_in_schema=False)
+    def entity_page(request: Request, engine: EngineDep, kind: str, value: str) -> Response:
+        """The articles that name one person, organisation or place (HTML)."""
+        name, arts = engine.entity_articles(kind, value)
+        return pages.render(request, "entity.html", {"kind": kind, "value": name, "articles": arts})
+
     @app.get(
         "/articles/{doc_id}",
         tags=["search"],
