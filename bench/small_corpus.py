@@ -177,6 +177,13 @@ def collect(
     embedder = Embedder.from_settings(settings)
     split_ids = [a.id for a in ds.articles if split_of(a.title) == split]
     all_ids = [a.id for a in ds.articles]
+
+    def corpora(size: str, d: int) -> list[tuple[list[str], set[str]]]:
+        """The corpora of one draw: the full index, or the split cut into groups of size + 1."""
+        if size == "all":
+            return [(all_ids, set(split_ids))]
+        return groups(split_ids, all_ids, int(size), random.Random(f"{seed}-{size}-{d}"))
+
     for size in sizes:
         for d in range(1 if size == "all" else draws):
             key = f"{size}/{d}"
@@ -186,10 +193,7 @@ def collect(
             if key in got and (f"{key}/absent" in got or not want_absent):
                 continue
             t0 = time.perf_counter()
-            if size == "all":
-                parts = [(all_ids, set(split_ids))]
-            else:
-                parts = groups(split_ids, all_ids, int(size), random.Random(f"{seed}-{size}-{d}"))
+            parts = corpora(size, d)
             reads: Readings = []
             absent: Readings = []
             for i, (ids, asked) in enumerate(parts, 1):
@@ -209,10 +213,7 @@ def collect(
         if key in got:
             continue
         t0 = time.perf_counter()
-        if size == "all":
-            parts = [(all_ids, set(split_ids))]
-        else:
-            parts = groups(split_ids, all_ids, int(size), random.Random(f"{seed}-{size}-0"))
+        parts = corpora(size, 0)
         reads = []
         for i, (ids, asked) in enumerate(parts, 1):
             reads += read_group(ds, ids, asked, embedder, settings, strip=True)[0]
