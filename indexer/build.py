@@ -19,6 +19,7 @@ import numpy as np
 
 from indexer import layout
 from indexer.analysis import ANALYZER_VERSION, analyze
+from indexer.archive import Archive
 from indexer.chunking import Chunk, Span, chunk_sentences, paragraphs, split_sentences
 from indexer.corpus import Article, CorpusReport, Problem, read_corpus
 from indexer.entities import Entity
@@ -172,13 +173,21 @@ def make_ann(vectors: np.ndarray, kind: str, settings: Settings):  # type: ignor
     return index
 
 
-def write_lexical(folder: Path, texts: list[str]) -> None:
+def write_lexical(folder: Path, texts: list[str]) -> int:
+    """Write the BM25 index of ``texts``; return its number of tokens (the live segment scores
+    with the same statistics: indexer/live.py)."""
     import bm25s
 
     retriever = bm25s.BM25(method="lucene")
-    tokens = [analyze(t) or ["\x00empty"] for t in texts]
+    tokens = [lexical_tokens(t) for t in texts]
     retriever.index(tokens, show_progress=False)
     retriever.save(str(folder), show_progress=False)
+    return sum(len(t) for t in tokens)
+
+
+def lexical_tokens(text: str) -> list[str]:
+    """A chunk's BM25 tokens (a placeholder for a text with none, which bm25s cannot index)."""
+    return analyze(text) or ["\x00empty"]
 
 
 def write_sentence_terms(path: Path, prepared: list[Prepared]) -> None:
@@ -210,9 +219,18 @@ def build_index(
     """
     t0 = time.perf_counter()
     report = read_corpus(corpus, settings.max_article_mb) if isinstance(corpus, Path) else corpus
-    if not report.articles:
-        raise layout.IndexMissing("nothing to index: no readable article")
     with layout.build_lock(index_dir, wait=wait):
+        # Articles written over HTTP live in the archive, not in the corpus folder: every build
+        # folds them in, so a rebuild from files never loses them.
+        archive = Archive.existing(index_dir)
+        archive_seq = 0
+        if archive is not None:
+            try:
+                report, archive_seq = archive.fold(report)
+            finally:
+                archive.close()
+        if not report.articles:
+            raise layout.IndexMissing("nothing to index: no readable article")
         changes = diff_with_served(index_dir, report.articles)
         tmp = index_dir / f".build-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
         tmp.mkdir(parents=True)
@@ -226,6 +244,7 @@ def build_index(
                 t0,
                 corpus if isinstance(corpus, Path) else Path("<memory>"),
                 runner,
+                archive_seq,
             )
             name = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
             gen = index_dir / name
@@ -273,6 +292,7 @@ def _build_into(
     t0: float,
     corpus_path: Path,
     runner: BatchRunner | None = None,
+    archive_seq: int = 0,
 ) -> BuildResult:
     prepared = prepare(report.articles, embedder, settings, progress)
     t_embed = time.perf_counter()
@@ -294,7 +314,7 @@ def _build_into(
     ann_seconds = time.perf_counter() - t_ann
     np.save(folder / layout.SENTENCES, sent_vecs.astype(np.float16))
     (folder / layout.LEXICAL).mkdir()
-    write_lexical(folder / layout.LEXICAL, chunk_texts)
+    n_lexical = write_lexical(folder / layout.LEXICAL, chunk_texts)
     _write_store(folder / layout.STORE, prepared)
     write_sentence_terms(folder / layout.SENTENCE_TERMS, prepared)
 
@@ -325,12 +345,14 @@ def _build_into(
             "entities": sum(len(p.entities) for p in prepared),
             "ner_articles": sum(p.ner_ran for p in prepared),
             "skipped_files": sum(1 for p in report.problems if p.skipped),
+            "lexical_tokens": n_lexical,
         },
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_seconds=round(time.perf_counter() - t0, 3),
         ann_seconds=round(ann_seconds, 3),
         corpus=str(corpus_path),
         files=layout.checksum_tree(folder),
+        archive_seq=archive_seq,
     )
     manifest.write(folder)
     for written in folder.rglob("*"):

@@ -256,6 +256,31 @@ def parse_jsonl(text: str, path: str) -> Iterator[Article | Problem]:
             yield Problem(where, str(exc))
 
 
+UPLOAD_FIELDS = ("id", "text", "lang", *META_FIELDS)
+
+
+def article_from_json(obj: object, default_id: str, where: str) -> Article:
+    """An article sent as a JSON object (the write API, a bulk line): the fields and checks of a
+    corpus file; an unknown field is refused rather than dropped (a typo would lose a value)."""
+    if not isinstance(obj, dict):
+        raise ValueError("an article is a JSON object")
+    unknown = sorted(set(obj) - set(UPLOAD_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} (fields: {', '.join(UPLOAD_FIELDS)})")
+    body = obj.get("text")
+    if not isinstance(body, str) or not body.strip():
+        raise ValueError("missing or empty 'text'")
+    return _article_from_meta(obj, body, default_id, where)
+
+
+def article_from_markdown(text: str, default_id: str, where: str) -> Article:
+    """An article sent as Markdown with YAML front matter, as a corpus file would hold it."""
+    art = parse_markdown(text, default_id, where)
+    if not art.text.strip():
+        raise ValueError("no text after the front matter")
+    return art
+
+
 def read_file(path: Path, rel: str) -> Iterator[Article | Problem]:
     suffix = path.suffix.lower()
     try:

@@ -85,6 +85,9 @@ class Manifest:
     # What found the articles' entities (indexer/entities.py model_id); '' for a build without
     # them, and for generations built before entities existed: they serve no facets.
     entities: str = ""
+    # The last write of the index folder's archive (indexer/archive.py) this generation holds; a
+    # server replays the writes after it into its live segment.
+    archive_seq: int = 0
 
     def write(self, folder: Path) -> None:
         write_atomic(folder / MANIFEST, json.dumps(asdict(self), indent=2, ensure_ascii=False))

@@ -173,6 +173,18 @@ class Settings(BaseSettings):
         description="PyTorch threads in each Ray encoding actor, as set where the build runs (the actors get the "
         "build's settings); each actor holds one CPU of its node, so more than 1 makes a node's actors share cores.",
     )
+    live_merge_articles: int = Field(
+        1000,
+        ge=1,
+        description="Articles written over HTTP that the live segment holds before the server folds it into a new "
+        "generation (a build in the background, then the same atomic switch as `salon index`).",
+    )
+    live_batch: int = Field(
+        64, ge=1, description="Writes the live segment's writer indexes in one encoder batch (a task is never split)."
+    )
+    write_wait: float = Field(
+        30.0, gt=0, description="Longest a write with ?wait=true waits for its task to be indexed, in seconds."
+    )
     admin_token: SecretStr | None = Field(
         None,
         description="Bearer token that POST /admin/reload requires (Authorization: Bearer …); unset, admin "

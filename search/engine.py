@@ -144,7 +144,15 @@ class Engine:
     def generation(self) -> Path:
         """The served generation: its folder for the local store, its name for Milvus."""
         v = self.store.view()
-        return v.generation if isinstance(v, LocalStore) else Path(v.name)
+        gen = getattr(v, "generation", None)  # a live view answers with its generation's folder
+        return gen if isinstance(gen, Path) else Path(v.name)
+
+    @property
+    def stamp(self) -> str:
+        """What the served results depend on: the generation, and the last write of its live
+        segment (search/live.py) when it has one; caches key on it."""
+        v = self.store.view()
+        return str(getattr(v, "stamp", v.name))
 
     # -- facts -------------------------------------------------------------------------------
     @property

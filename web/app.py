@@ -21,18 +21,22 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer import layout
+from indexer.live import Writer
 from indexer.model import ModelError
 from indexer.settings import Settings
 from search.answer import is_question
 from search.engine import ENTITY_KINDS, MAX_OFFSET, Engine
+from search.live import LiveStore
 from search.runtime import Runtime
+from search.store import LocalStore
 from search.types import ArticleInfo, EntityCount, Filters, SearchError, SearchResponse
+from web import writes
+from web.deps import BearerDep
 from web.pages import Pages, facet_links
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut, VersionOut
 
@@ -94,7 +98,9 @@ class TooBusy(SearchError):
 
 
 class State:
-    """What the lifespan loads once: the runtime (the networks) and the engine over the served index."""
+    """What the lifespan loads once: the runtime (the networks) and the engine over the served
+    index; with writes on, the writer and the live store that pairs the generation with the
+    live segment (search/live.py)."""
 
     def __init__(self, settings: Settings, runtime: Runtime | None, engine: Engine | None, error: str | None):
         self.settings = settings
@@ -105,6 +111,15 @@ class State:
         # Questions run two networks; beyond this many at once, more would only queue inside the
         # thread pool and time out there, so they wait a little here and then get a 429.
         self.questions = threading.BoundedSemaphore(settings.max_questions)
+        self.writer: Writer | None = None
+        self.write_error = ""
+        self.live: LiveStore | None = None
+        self.merging = threading.Lock()
+        self.merges = 0
+        self.merge_error = ""
+        self.last_merge_seconds = 0.0
+        self._embedder: Any = None
+        self._embedder_lock = threading.Lock()
 
     def reload(self) -> str:
         """Open the generation CURRENT names; keep serving the old one if it is bad."""
@@ -113,16 +128,110 @@ class State:
                 self.runtime = Runtime.load(self.settings)
             engine = Engine.open(self.settings.index_dir, self.settings, self.runtime)
             engine.answers.warm()
+            if self.settings.admin_token and self.settings.store == "local":
+                self._attach_writes(engine)
             self.engine, self.error = engine, None  # one reference swap: in-flight requests keep theirs
             return engine.generation.name
 
+    def _attach_writes(self, engine: Engine) -> None:
+        """Serve ``engine``'s generation with the live segment rebased on it (the writer made
+        and started on the first load)."""
+        from indexer.archive import Archive
+        from indexer.live import LiveSegment, Writer
 
-def _open_state(settings: Settings) -> State:
+        base = engine.store
+        assert isinstance(base, LocalStore)
+        if self.writer is None:
+            self.live = LiveStore(base, LiveSegment.empty(engine.runtime.dim, base.manifest.archive_seq))
+            live = self.live
+            self.writer = Writer(
+                Archive.of(self.settings.index_dir),
+                self.settings,
+                engine.runtime.dim,
+                0,
+                live.publish,
+                self.embedder,
+            )
+            # the writer carries on while a merge builds (minutes at scale): it runs on its own thread
+            self.writer.on_full = lambda: threading.Thread(target=self.merge, name="salon-merge", daemon=True).start()
+            self.writer.rebase(base.manifest.archive_seq, lambda seg: live.switch(base, seg))
+            self.writer.start()
+        else:
+            live = self.live  # type: ignore[assignment]
+            assert live is not None
+            self.writer.rebase(base.manifest.archive_seq, lambda seg: live.switch(base, seg))
+        engine.store = live
+
+    def merge(self) -> bool:
+        """Fold the live segment into a new generation (a build, which folds the archive in) and
+        serve it; False when a merge is already running. Blocking: callers run it on a thread."""
+        if self.writer is None or not self.merging.acquire(blocking=False):
+            return False
+        try:
+            from indexer.build import build_index
+            from indexer.corpus import CorpusReport, read_corpus
+
+            t0 = time.perf_counter()
+            folder = Path(self.engine.manifest.corpus) if self.engine else self.settings.corpus_dir
+            if not folder.is_dir():
+                folder = self.settings.corpus_dir
+            report = read_corpus(folder, self.settings.max_article_mb) if folder.is_dir() else CorpusReport()
+            build_index(report, self.settings.index_dir, self.embedder(), self.settings, progress=False, wait=True)
+            self.reload()
+            self.merges += 1
+            self.last_merge_seconds = time.perf_counter() - t0
+            self.merge_error = ""
+            return True
+        except Exception as exc:  # the live segment keeps serving; the next write tries again
+            log.exception("merging the live segment failed")
+            self.merge_error = public(str(exc))
+            return False
+        finally:
+            self.merging.release()
+
+    def writes_health(self) -> dict[str, Any]:
+        """What /health says of writes: on or off, the live segment and its distance to a merge."""
+        if self.writer is None:
+            return {"enabled": False}
+        seg = self.writer.segment
+        held = seg.live_articles + len(seg.shadowed - set(seg.by_id))
+        return {
+            "enabled": True,
+            "live_articles": seg.live_articles,
+            "live_deletes": len(seg.shadowed - set(seg.by_id)),
+            "pending_writes": self.writer.pending(),
+            "merge_at": self.settings.live_merge_articles,
+            "until_merge": max(0, self.settings.live_merge_articles - held),
+            "merging": self.merging.locked(),
+            "archive_seq": seg.seq,
+            "generation_archive_seq": seg.base_seq,
+            "last_error": self.merge_error or None,
+        }
+
+    def embedder(self) -> Any:
+        """The PyTorch encoder that writes and merges need: loaded at the first write only, so a
+        server with writes on but none made stays without PyTorch."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                from indexer.model import Embedder
+
+                self._embedder = Embedder.from_settings(self.settings)
+            return self._embedder
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
+
+
+def open_state(settings: Settings, embedder: Any = None) -> State:
+    """The state a server starts with; ``embedder``: a PyTorch encoder already loaded (tests, a
+    process that just built the index) for writes to use instead of loading their own."""
     try:
         runtime = Runtime.load(settings)
     except ModelError as exc:
         return State(settings, None, None, str(exc))
     state = State(settings, runtime, None, None)
+    state._embedder = embedder
     try:
         state.reload()
     except layout.IndexError_ as exc:
@@ -145,9 +254,6 @@ def get_engine(request: Request) -> Engine:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StateDep = Annotated[State, Depends(get_state)]
-# The admin token, as `Authorization: Bearer …` (the scheme in any case); none: None, and the
-# route answers with Salon's error shape rather than FastAPI's.
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
 # A caller's request id is echoed when it is a plain token; otherwise Salon makes one.
@@ -179,8 +285,10 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import anyio.to_thread
 
-        app.state.salon = state or await anyio.to_thread.run_sync(_open_state, settings)
+        app.state.salon = state or await anyio.to_thread.run_sync(open_state, settings)
         yield
+        if state is None:
+            app.state.salon.close()
 
     app = FastAPI(
         title="Salon",
@@ -298,7 +406,8 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         given = request.headers.get("x-request-id", "")
         request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         length = request.headers.get("content-length")
-        if length and (not length.isdigit() or int(length) > MAX_BODY):
+        limit = writes.write_limit(settings, request.method, request.url.path) or MAX_BODY
+        if length and (not length.isdigit() or int(length) > limit):
             resp = error_response(request, 413, "request_too_large", "request too large")
         elif len(str(request.url)) > 4096:
             resp = error_response(request, 414, "uri_too_long", "URI too long")
@@ -353,7 +462,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
     def cache_headers(request: Request, engine: Engine) -> dict[str, str]:
         """A weak ETag from the served generation and the request's query: the same request
         gets the same answer until a new generation is served. Clients revalidate each time."""
-        key = f"{VERSION}|{engine.generation.name}|{request.url.path}|{sorted(request.query_params.multi_items())}"
+        key = f"{VERSION}|{engine.stamp}|{request.url.path}|{sorted(request.query_params.multi_items())}"
         tag = 'W/"' + hashlib.sha256(key.encode()).hexdigest()[:20] + '"'
         return {"ETag": tag, "Cache-Control": "no-cache"}
 
@@ -584,6 +693,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             "model": d["model"],
             "built_at": d["built_at"],
             "counts": d["counts"],
+            "writes": st.writes_health(),
         }
 
     @app.post(
@@ -606,6 +716,12 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             raise SearchError("reload_failed", f"{exc} (still serving {served})", 409) from exc
         return {"status": "ok", "generation": name}
 
+    async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    writes.install(app, settings, off_loop)
     return app
 
 

@@ -75,6 +75,19 @@ SEARCH_EXAMPLE: Any = {
 }
 
 
+class WritesOut(BaseModel):
+    enabled: bool = Field(description="Whether the write routes are on (SALON_ADMIN_TOKEN set, local store)")
+    live_articles: int | None = Field(None, description="Articles written since the served generation")
+    live_deletes: int | None = Field(None, description="Deletions since the served generation")
+    pending_writes: int | None = Field(None, description="Accepted writes not yet searchable")
+    merge_at: int | None = Field(None, description="Live articles and deletions that start a merge")
+    until_merge: int | None = Field(None, description="How many more before the next merge")
+    merging: bool | None = Field(None, description="A merge is running")
+    archive_seq: int | None = Field(None, description="The last write searchable")
+    generation_archive_seq: int | None = Field(None, description="The last write the served generation holds")
+    last_error: str | None = Field(None, description="Why the last merge failed, if it did")
+
+
 class HealthOut(BaseModel):
     status: str
     generation: str | None
@@ -82,6 +95,18 @@ class HealthOut(BaseModel):
     built_at: str | None = None
     counts: dict[str, int] = Field(default_factory=dict)
     detail: str | None = None
+    writes: WritesOut | None = None
+
+
+class TaskOut(BaseModel):
+    task_id: str = Field(description="The task's id, for GET /tasks/{task_id}", examples=["t-5f0c2a9e1b3d4c7a"])
+    kind: str = Field(description="put, delete or bulk")
+    status: str = Field(description="enqueued, indexed (searchable) or failed")
+    ids: list[str] = Field(description="The articles the task writes")
+    error: str | None = Field(None, description="Why it failed")
+    enqueued_at: str
+    finished_at: str | None = None
+    url: str = Field(description="Where to follow it")
 
 
 class VersionOut(BaseModel):
