@@ -187,6 +187,7 @@ class Settings(BaseSettings):
     )
     admin_token: SecretStr | None = Field(
         None,
-        description="Bearer token that POST /admin/reload requires (Authorization: Bearer …); unset, admin "
-        "routes answer 403. Never logged.",
+        description="Bearer token that POST /admin/reload and the write routes (PUT, DELETE and POST /articles, "
+        "GET /tasks) require (Authorization: Bearer …); unset, they answer 403 and the server takes no writes. "
+        "Never logged.",
     )

@@ -820,12 +820,13 @@ def train_reader(
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the search page and the JSON API (with --json, a failure to start is told in JSON)."""
-    without_torch()
+    s = settings(ctx)
+    if not (s.admin_token and s.store == "local"):
+        without_torch()  # a server taking writes encodes them with PyTorch (loaded at the first write)
     import uvicorn
 
     from web.app import create_app
 
-    s = settings(ctx)
     # Salon's access log (salon.access) names each request's X-Request-Id; uvicorn's would not
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level="info", access_log=False)

@@ -164,7 +164,12 @@ def test_health_openapi_and_limits(client) -> None:  # type: ignore[no-untyped-d
     fields = spec["components"]["schemas"]["Highlight"]["properties"]
     assert "passage" in fields["start"]["description"]
     assert "/search" in spec["paths"] and "/articles/{doc_id}" in spec["paths"]
-    assert {op["tags"][0] for path in spec["paths"].values() for op in path.values()} == {"search", "service", "admin"}
+    assert {op["tags"][0] for path in spec["paths"].values() for op in path.values()} == {
+        "search",
+        "service",
+        "admin",
+        "writes",
+    }
     big = client.post("/admin/reload", content=b"x" * 20000)
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
     assert client.post("/admin/reload").status_code == 403
