@@ -535,6 +535,159 @@ def show(ctx: click.Context, ident: str) -> None:
         click.echo(f"\n{art.text}")
 
 
+SERVER_HELP = "Send the writes to this running server (http://127.0.0.1:8000) instead of the local index."
+TOKEN_HELP = "The server's write token (default: SALON_ADMIN_TOKEN)."
+WAIT_HELP = "Return once the writes are searchable (default), or as soon as they are accepted."
+
+
+def _http(method: str, url: str, token: str, body: bytes | None = None, ctype: str | None = None) -> Any:
+    """One call to a Salon server; its error body becomes a CliError with the same code."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    if ctype:
+        headers["Content-Type"] = ctype
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())["error"]
+        except (ValueError, KeyError, TypeError):
+            err = {"code": "http_error", "message": f"HTTP {exc.code} from {url}"}
+        codes = {404: EXIT_NOT_FOUND, 503: EXIT_NO_INDEX, 401: EXIT_USAGE, 403: EXIT_USAGE}
+        exit_code = codes.get(exc.code, EXIT_ERROR)
+        fail(err.get("code", "http_error"), f"{err.get('message')} (HTTP {exc.code})", exit_code)
+    except (urllib.error.URLError, OSError) as exc:
+        fail("server_unreachable", f"cannot reach {url}: {getattr(exc, 'reason', exc)}", EXIT_ERROR)
+
+
+def _remote_token(s: Settings, token: str | None) -> str:
+    t = token or (s.admin_token.get_secret_value() if s.admin_token else "")
+    if not t:
+        fail("unauthorized", "writing to a server needs its token: --token or SALON_ADMIN_TOKEN", EXIT_USAGE, "token")
+    return t
+
+
+def _fold_archive(ctx: click.Context, s: Settings) -> Any:
+    """Rebuild the local index with the archive's writes folded in (as a server's merge does)."""
+    from indexer import layout
+    from indexer.build import build_index
+    from indexer.corpus import CorpusReport, read_corpus
+    from indexer.model import Embedder
+
+    try:
+        folder = Path(layout.Manifest.read(layout.current_generation(s.index_dir)).corpus)
+    except layout.IndexError_:
+        folder = s.corpus_dir
+    if not folder.is_dir():
+        folder = s.corpus_dir
+    report = read_corpus(folder, s.max_article_mb) if folder.is_dir() else CorpusReport()
+    return build_index(report, s.index_dir, Embedder.from_settings(s), s, progress=not as_json(ctx), wait=True)
+
+
+def _report_writes(ctx: click.Context, verb: str, ids: list[str], outcome: Any) -> None:
+    if as_json(ctx):
+        emit(outcome)
+    elif "task_id" in outcome:
+        click.echo(f"{verb} {len(ids)} article(s): task {outcome['task_id']} {outcome['status']}")
+    else:
+        click.echo(f"{verb} {len(ids)} article(s); index rebuilt → {outcome['generation']}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--server", metavar="URL", help=SERVER_HELP)
+@click.option("--token", help=TOKEN_HELP)
+@click.option("--wait/--no-wait", default=True, help=WAIT_HELP)
+@shared(index_dir=INDEX_DIR_HELP, model=True, cache_dir=True)
+@click.pass_context
+def add(ctx: click.Context, files: tuple[Path, ...], server: str | None, token: str | None, wait: bool) -> None:
+    """Add or replace the articles of FILES (.md, .txt, .html, .jsonl, as in a corpus folder).
+
+    Every file is read first: one that cannot be, and nothing is written (exit 7). With --server,
+    the articles go to that server's write API; without, they are logged in the index folder's
+    archive (as the API logs them) and the index is rebuilt with them."""
+    from indexer.corpus import Article, read_file
+
+    s = settings(ctx)
+    arts: dict[str, Article] = {}
+    problems = []
+    for f in files:
+        if not f.is_file():
+            problems.append(f"{f}: no such file")
+            continue
+        for item in read_file(f, f.name):
+            if isinstance(item, Article):
+                arts[item.id] = item
+            elif item.skipped:
+                problems.append(f"{item.path}: {item.reason}")
+    if problems:
+        fail("corpus_unreadable", "nothing written: " + "; ".join(problems), EXIT_CORPUS)
+    ids = list(arts)
+    if server:
+        fields = [{k: v for k, v in asdict(a).items() if k != "path"} for a in arts.values()]
+        lines = [json.dumps(f, ensure_ascii=False) for f in fields]
+        url = server.rstrip("/") + "/articles" + ("?wait=true" if wait else "")
+        body = ("\n".join(lines) + "\n").encode()
+        _report_writes(ctx, "added", ids, _http("POST", url, _remote_token(s, token), body, "application/x-ndjson"))
+        return
+    from indexer.archive import Archive
+
+    archive = Archive.of(s.index_dir)
+    try:
+        archive.submit("bulk", [("put", a.id, a) for a in arts.values()])
+    finally:
+        archive.close()
+    result = _fold_archive(ctx, s)
+    _report_writes(ctx, "added", ids, {"ids": ids, "generation": result.generation.name})
+
+
+@main.command()
+@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.option("--server", metavar="URL", help=SERVER_HELP)
+@click.option("--token", help=TOKEN_HELP)
+@click.option("--wait/--no-wait", default=True, help=WAIT_HELP)
+@shared(index_dir=INDEX_DIR_HELP, model=True, cache_dir=True)
+@click.pass_context
+def delete(ctx: click.Context, ids: tuple[str, ...], server: str | None, token: str | None, wait: bool) -> None:
+    """Delete the articles ID... (exit 5, and nothing deleted, if one is not in the index).
+
+    With --server, through that server's write API; without, logged in the index folder's
+    archive and the index rebuilt without them."""
+    s = settings(ctx)
+    if server:
+        t = _remote_token(s, token)
+        out = None
+        for i in ids:
+            url = f"{server.rstrip('/')}/articles/{urllib_quote(i)}" + ("?wait=true" if wait else "")
+            out = _http("DELETE", url, t)
+        _report_writes(ctx, "deleted", list(ids), out)
+        return
+    from indexer.archive import Archive
+    from search.engine import open_store
+
+    view = open_store(s.index_dir, s).view()
+    missing = [i for i in ids if view.article_row(i) is None]
+    if missing:
+        fail("article_not_found", f"no article {missing[0]!r} in the index; nothing deleted", EXIT_NOT_FOUND, "id")
+    archive = Archive.of(s.index_dir)
+    try:
+        archive.submit("delete" if len(ids) == 1 else "bulk", [("delete", i, None) for i in ids])
+    finally:
+        archive.close()
+    result = _fold_archive(ctx, s)
+    _report_writes(ctx, "deleted", list(ids), {"ids": list(ids), "generation": result.generation.name})
+
+
+def urllib_quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
 def health(s: Settings) -> tuple[Any, int]:
     """What GET /health would say of these settings (a HealthOut) and the exit code, without
     loading the networks: the served generation's manifest, its files' checksums, and the

@@ -39,6 +39,13 @@ VIVATECH = {
     "Les exposants venus de quarante pays ont présenté des robots agricoles et des drones de livraison.",
 }
 QUESTION = "qui a inauguré le salon VivaTech 2023 ?"
+MARKDOWN = (
+    "---\n"
+    + "".join(f"{k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in VIVATECH.items() if k != "text")
+    + "---\n"
+    + VIVATECH["text"]
+    + "\n"
+)
 
 
 def ids(res: dict[str, Any]) -> list[str]:
@@ -208,6 +215,38 @@ def test_write_routes_are_off_without_a_token(client) -> None:  # type: ignore[n
     assert client.get("/health").json()["writes"]["enabled"] is False
 
 
+def test_cli_add_and_delete_on_the_local_index(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from indexer.build import build_index
+    from salon.cli import main
+    from search.engine import Engine
+
+    s = Settings(index_dir=tmp_path / "index", corpus_dir=CORPUS)
+    build_index(CORPUS, s.index_dir, embedder, s, progress=False)
+    f = tmp_path / "vivatech-2023.md"
+    f.write_text(MARKDOWN, encoding="utf-8")
+    bad = tmp_path / "empty.md"
+    bad.write_text("", encoding="utf-8")
+    run = CliRunner().invoke
+    env = {"SALON_INDEX_DIR": str(s.index_dir)}
+    r = run(main, ["add", str(f), str(bad), "--json"], env=env)
+    assert r.exit_code == 7 and "nothing written" in json.loads(r.stdout)["error"]["message"]
+    r = run(main, ["add", str(f), "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    eng = Engine.open(s.index_dir, s, embedder)
+    assert eng.search(QUESTION).results[0].doc_id == "vivatech-2023"
+    assert eng.manifest.archive_seq == 1
+    r = run(main, ["delete", "vivatech-2023", "dreamforce-2019", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    assert run(main, ["delete", "nope"], env=env).exit_code == 5
+    eng = Engine.open(s.index_dir, s, embedder)
+    assert {r.doc_id for r in eng.search("salon").results} == {"salon-e-marketing-2012"}
+    # a rebuild from the corpus folder keeps what the archive says
+    r = run(main, ["index", str(CORPUS), "--json"], env=env)
+    assert r.exit_code == 0 and json.loads(r.stdout)["counts"]["articles"] == 1
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -274,6 +313,23 @@ def test_an_acknowledged_write_survives_kill_9(tmp_path: Path, embedder) -> None
         assert state["status"] == "indexed", state
         status, res = _call("GET", base + "/search?" + urllib.parse.urlencode({"q": QUESTION}))
         assert status == 200 and res["results"][0]["doc_id"] == "vivatech-2023"
+        # the CLI against the running server: delete it, add it back from a file
+        cli = [sys.executable, "-m", "salon"]
+        env = os.environ | {"SALON_ADMIN_TOKEN": TOKEN}
+        out = subprocess.run(
+            [*cli, "delete", "vivatech-2023", "--server", base, "--json"], env=env, capture_output=True
+        )
+        assert out.returncode == 0 and json.loads(out.stdout)["status"] == "indexed", out.stderr
+        missing = subprocess.run([*cli, "delete", "nope", "--server", base, "--json"], env=env, capture_output=True)
+        assert missing.returncode == 5 and json.loads(missing.stdout)["error"]["code"] == "article_not_found"
+        no_token = subprocess.run([*cli, "delete", "x", "--server", base], capture_output=True, env=os.environ)
+        assert no_token.returncode == 2
+        f = tmp_path / "vivatech-2023.md"
+        f.write_text(MARKDOWN, encoding="utf-8")
+        out = subprocess.run([*cli, "add", str(f), "--server", base, "--json"], env=env, capture_output=True)
+        assert out.returncode == 0 and json.loads(out.stdout)["ids"] == ["vivatech-2023"], out.stderr
+        res = _call("GET", base + "/search?" + urllib.parse.urlencode({"q": QUESTION}))[1]
+        assert res["results"][0]["doc_id"] == "vivatech-2023"
     finally:
         proc.kill()
         proc.wait(10)
