@@ -109,6 +109,26 @@ def test_write_search_replace_delete(writable) -> None:  # type: ignore[no-untyp
     res = c.get("/search", params={"q": "qui a critiqué Salesforce ?"}).json()
     assert "dreamforce-2019" not in ids(res) and c.get("/articles/dreamforce-2019").status_code == 404
 
+    # what Prometheus scrapes says the same
+    m = metrics(c.get("/metrics").text)
+    assert m[("salon_write_tasks", (("state", "indexed"),))] == 4
+    assert m[("salon_live_segment", (("what", "deletes"),))] == 2
+    assert (
+        m[("salon_http_requests_total", (("method", "PUT"), ("route", "/articles/{doc_id}"), ("status", "202")))] == 1
+    )
+    assert m[("salon_searches_total", (("kind", "question"),))] >= 4
+    assert m[("salon_writes_enabled", ())] == 1
+
+
+def metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
 
 def test_live_lexical_scores_are_on_the_generations_scale(writable) -> None:  # type: ignore[no-untyped-def]
     """An article written again unchanged scores as its generation copy did: BM25 over the
@@ -213,6 +233,7 @@ def test_write_routes_are_off_without_a_token(client) -> None:  # type: ignore[n
     assert r.status_code == 403 and r.json()["error"]["code"] == "writes_disabled"
     assert client.delete("/articles/dreamforce-2019", headers=AUTH).status_code == 403
     assert client.get("/health").json()["writes"]["enabled"] is False
+    assert metrics(client.get("/metrics").text)[("salon_writes_enabled", ())] == 0
 
 
 def test_cli_add_and_delete_on_the_local_index(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]

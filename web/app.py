@@ -37,6 +37,7 @@ from search.store import LocalStore
 from search.types import ArticleInfo, EntityCount, Filters, SearchError, SearchResponse
 from web import writes
 from web.deps import BearerDep
+from web.metrics import Metrics
 from web.pages import Pages, facet_links
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut, VersionOut
 
@@ -320,6 +321,8 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             allow_credentials=False,
             max_age=600,
         )
+    metrics = Metrics()
+    metrics.watch(lambda: getattr(app.state, "salon", None))
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     # The page, articles and error pages in French or English (web/pages.py); /docs is English.
     pages = Pages(HERE / "templates")
@@ -416,6 +419,9 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         for k, v in SECURITY_HEADERS.items():
             resp.headers.setdefault(k, v)
         resp.headers["X-Request-Id"] = request.state.request_id
+        # by route template ("/articles/{doc_id}"), never the raw path: one series per route
+        route = getattr(request.scope.get("route"), "path", None) or "other"
+        metrics.observe(request.method, route, resp.status_code, time.perf_counter() - t0)
         # the access log, with the id a client quotes from the header or an error body
         access.info(
             "%s %s %s %d %.1f ms",
@@ -451,11 +457,15 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             tuple(places or ()),
         )
         if not (answer and mode != "lexical" and is_question(q)):
+            metrics.searches.labels("keywords" if not is_question(q) else "question").inc()
             return engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
+        metrics.searches.labels("question").inc()
         if not st.questions.acquire(timeout=settings.question_wait):
             raise TooBusy()
         try:
-            return engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
+            res = engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
+            metrics.answers.labels(res.answer_status).inc()
+            return res
         finally:
             st.questions.release()
 
@@ -695,6 +705,18 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             "counts": d["counts"],
             "writes": st.writes_health(),
         }
+
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        summary="Operation figures in the Prometheus text format",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    def prometheus() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/admin/reload",
