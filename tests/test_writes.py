@@ -274,8 +274,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(index_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {"SALON_INDEX_DIR": str(index_dir), "SALON_ADMIN_TOKEN": TOKEN}
+def _serve(index_dir: Path, port: int, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = os.environ | {"SALON_INDEX_DIR": str(index_dir), "SALON_ADMIN_TOKEN": TOKEN} | (extra or {})
     return subprocess.Popen(
         [sys.executable, "-m", "salon", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -287,7 +287,7 @@ def _serve(index_dir: Path, port: int) -> subprocess.Popen[bytes]:
 def _call(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=120) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -351,6 +351,132 @@ def test_an_acknowledged_write_survives_kill_9(tmp_path: Path, embedder) -> None
         assert out.returncode == 0 and json.loads(out.stdout)["ids"] == ["vivatech-2023"], out.stderr
         res = _call("GET", base + "/search?" + urllib.parse.urlencode({"q": QUESTION}))[1]
         assert res["results"][0]["doc_id"] == "vivatech-2023"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_writes_and_searches_under_load_end_equal_to_a_build_from_scratch(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    """4 writers (puts, replacements, deletes of PIAF passages) and 8 searchers for 60 s on
+    loopback, with merges on the way (a small SALON_LIVE_MERGE_ARTICLES): no request fails; then
+    `salon index` and a reload, and the server answers as a build from scratch of the same
+    articles does."""
+    import random
+    import threading
+
+    from indexer.build import build_index
+    from search.engine import Engine
+    from tests.conftest import SHARED
+
+    piaf = SHARED / "eval" / "piaf-dev"
+    passages = [json.loads(x) for x in (piaf / "passages.jsonl").read_text(encoding="utf-8").splitlines()[:160]]
+    questions = [json.loads(x)["question"] for x in (piaf / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
+    wanted = {p["id"] for p in passages}
+    questions = [
+        json.loads(x)["question"]
+        for x in (piaf / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+        if json.loads(x)["passage_id"] in wanted
+    ][:200] or questions[:200]
+    s = Settings(index_dir=tmp_path / "index")
+    build_index(CORPUS, s.index_dir, embedder, s, progress=False)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    # questions queue for their slot instead of getting a 429: this test is about writes and reads
+    env = {"SALON_LIVE_MERGE_ARTICLES": "6", "SALON_QUESTION_WAIT": "60"}
+    proc = _serve(s.index_dir, port, env)
+    final: dict[str, dict[str, str] | None] = {}
+    failures: list[str] = []
+    counts = {"writes": 0, "searches": 0}
+    lock = threading.Lock()
+    stop = time.monotonic() + 60
+
+    def writer(w: int) -> None:
+        rng = random.Random(w)
+        mine = passages[w::4]
+        state: dict[str, dict[str, str] | None] = {}
+        n = 0
+        while time.monotonic() < stop:
+            doc = f"w{w}-{rng.randrange(12)}"
+            live = [i for i, a in state.items() if a is not None]
+            try:
+                if live and rng.random() < 0.25:
+                    doc = rng.choice(live)
+                    status, _ = _call(
+                        "DELETE", f"{base}/articles/{doc}?wait={'true' if n % 3 == 0 else 'false'}", headers=AUTH
+                    )
+                    state[doc] = None
+                else:
+                    p = rng.choice(mine)
+                    art = {"title": p["title"], "text": p["text"], "date": f"20{10 + w}-0{1 + n % 9}", "source": "piaf"}
+                    body = json.dumps(art).encode()
+                    url = f"{base}/articles/{doc}?wait={'true' if n % 3 == 0 else 'false'}"
+                    status, _ = _call("PUT", url, body, AUTH | {"Content-Type": "application/json"})
+                    state[doc] = art
+                if status not in (200, 202):
+                    failures.append(f"write {doc}: {status}")
+            except OSError as exc:
+                failures.append(f"write {doc}: {exc}")
+            n += 1
+        with lock:
+            final.update(state)
+            counts["writes"] += n
+
+    def searcher(i: int) -> None:
+        rng = random.Random(100 + i)
+        n = 0
+        while time.monotonic() < stop:
+            q = rng.choice(questions) if i % 2 else " ".join(rng.choice(questions).split()[:3])
+            try:
+                status, body = _call("GET", base + "/search?" + urllib.parse.urlencode({"q": q}))
+                if status != 200:
+                    failures.append(f"search {q!r}: {status} {body}")
+            except OSError as exc:
+                failures.append(f"search {q!r}: {exc}")
+            n += 1
+        with lock:
+            counts["searches"] += n
+
+    try:
+        _wait_ready(base, proc)
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        threads += [threading.Thread(target=searcher, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not failures, failures[:5]
+        assert counts["writes"] >= 10 and counts["searches"] >= 100, counts
+        # every write indexed, then folded by `salon index` and served by a reload
+        deadline = time.monotonic() + 180
+        while (h := _call("GET", base + "/health")[1])["writes"]["pending_writes"] or h["writes"]["merging"]:
+            assert time.monotonic() < deadline, h
+            time.sleep(0.5)
+        assert h["writes"]["generation_archive_seq"] > 0  # merges happened under load
+        for doc, art in final.items():
+            status, got = _call("GET", f"{base}/articles/{doc}", headers={"Accept": "application/json"})
+            assert (status, got.get("text") if status == 200 else None) == (
+                (200, art["text"]) if art else (404, None)
+            ), doc
+        env_cli = os.environ | {"SALON_INDEX_DIR": str(s.index_dir)}
+        out = subprocess.run(
+            [sys.executable, "-m", "salon", "index", "-q", str(CORPUS)], env=env_cli, capture_output=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert _call("POST", base + "/admin/reload", headers=AUTH)[0] == 200
+        # the same articles, built from scratch
+        scratch_corpus = tmp_path / "scratch"
+        shutil.copytree(CORPUS, scratch_corpus)
+        lines = [json.dumps({"id": doc} | art) for doc, art in sorted(final.items()) if art]
+        (scratch_corpus / "written.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        s2 = Settings(index_dir=tmp_path / "scratch-index")
+        build_index(scratch_corpus, s2.index_dir, embedder, s2, progress=False)
+        scratch = Engine.open(s2.index_dir, s2, embedder)
+        assert _call("GET", base + "/health")[1]["counts"]["articles"] == scratch.manifest.counts["articles"]
+        for q in questions[:40]:
+            served = _call("GET", base + "/search?" + urllib.parse.urlencode({"q": q, "answer": "false"}))[1]
+            assert [r["passage_id"] for r in served["results"]] == [
+                r.passage_id for r in scratch.search(q, answer=False).results
+            ], q
     finally:
         proc.kill()
         proc.wait(10)
