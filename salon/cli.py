@@ -403,7 +403,13 @@ def index(
 @click.option("--event", help="Only articles of this event or source.")
 @click.option("--date-from", help="Only articles dated on or after (YYYY[-MM[-DD]]).")
 @click.option("--date-to", help="Only articles dated on or before.")
-@click.option("--person", "people", multiple=True, help="Only articles naming this person (repeatable: all of them).")
+@click.option(
+    "--person",
+    "people",
+    multiple=True,
+    help="Only articles naming this person; a surname alone (Benioff) names every person of that surname "
+    "(repeatable: all of them).",
+)
 @click.option("--org", "organisations", multiple=True, help="Only articles naming this organisation (repeatable).")
 @click.option("--place", "places", multiple=True, help="Only articles naming this place (repeatable).")
 @shared(index_dir=INDEX_DIR_HELP, store=STORE_HELP, model=True, cache_dir=True)

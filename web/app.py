@@ -404,7 +404,14 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             Literal["hybrid", "dense", "lexical"], Query(description="Retrieval: hybrid (default), dense or lexical")
         ] = "hybrid",
         answer: Annotated[bool, Query(description="Seek an answer for a question (false: passages only)")] = True,
-        person: Annotated[list[str], Query(description=ENTITY_HELP.format(kind="a person"))] = [],  # noqa: B006
+        person: Annotated[
+            list[str],
+            Query(
+                description=ENTITY_HELP.format(kind="a person")
+                + "; a surname alone (`Benioff`) also names every person whose full name ends with it (all of "
+                "them when several share it)"
+            ),
+        ] = [],  # noqa: B006
         org: Annotated[list[str], Query(description=ENTITY_HELP.format(kind="an organisation"))] = [],  # noqa: B006
         place: Annotated[list[str], Query(description=ENTITY_HELP.format(kind="a place"))] = [],  # noqa: B006
         group: Annotated[Literal["article"] | None, Query(description=GROUP_HELP)] = None,
