@@ -127,6 +127,12 @@ def test_cli_search_by_person_and_entities(settings: Settings, engine) -> None: 
     out = CliRunner().invoke(main, [*base, *args])
     assert out.exit_code == 0, out.output
     assert {r["doc_id"] for r in json.loads(out.output)["results"]} == {"dreamforce-2019"}
+    out = CliRunner().invoke(main, [*base, "search", "salon", "--group", "article", "-k", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.output)
+    assert body["results"] == [] and len(body["articles"]) == 1 and body["articles"][0]["passages"]
+    out = CliRunner().invoke(main, [*base, "search", "salon", "--group", "article", "--no-answer"])
+    assert out.exit_code == 0 and "1. " in out.output and "articles," in out.output, out.output
     out = CliRunner().invoke(main, [*base, "entities", "--kind", "person", "--top", "3", "--json"])
     assert out.exit_code == 0, out.output
     assert len(json.loads(out.output)) == 3
