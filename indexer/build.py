@@ -40,8 +40,10 @@ CREATE TABLE sentences (
 CREATE TABLE entities (
   row INTEGER PRIMARY KEY, article INTEGER NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL,
   name TEXT NOT NULL, mentions TEXT NOT NULL);
+CREATE INDEX entities_by_key ON entities (kind, key);
 """
-# One row per entity and article; ``mentions`` is JSON, [[start, end], …] into the article text.
+# One row per entity and article; ``mentions`` is JSON, [[start, end], …] into the article text,
+# read by (kind, key) when a page marks an entity's mentions.
 # Generations built before entities lack the table and serve no facets (search/store.py).
 
 

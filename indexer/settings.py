@@ -191,3 +191,8 @@ class Settings(BaseSettings):
         "GET /tasks) require (Authorization: Bearer …); unset, they answer 403 and the server takes no writes. "
         "Never logged.",
     )
+
+    @property
+    def writes_on(self) -> bool:
+        """Whether a server takes writes: a token is set (the live segment reads local files)."""
+        return bool(self.admin_token) and self.store == "local"

@@ -403,9 +403,20 @@ def index(
 @click.option("--event", help="Only articles of this event or source.")
 @click.option("--date-from", help="Only articles dated on or after (YYYY[-MM[-DD]]).")
 @click.option("--date-to", help="Only articles dated on or before.")
-@click.option("--person", "people", multiple=True, help="Only articles naming this person (repeatable: all of them).")
+@click.option(
+    "--person",
+    "people",
+    multiple=True,
+    help="Only articles naming this person; a surname alone (Benioff) names every person of that surname "
+    "(repeatable: all of them).",
+)
 @click.option("--org", "organisations", multiple=True, help="Only articles naming this organisation (repeatable).")
 @click.option("--place", "places", multiple=True, help="Only articles naming this place (repeatable).")
+@click.option(
+    "--group",
+    type=click.Choice(["article"]),
+    help="One entry per article, its best passages under it; -k and --offset then count articles.",
+)
 @shared(index_dir=INDEX_DIR_HELP, store=STORE_HELP, model=True, cache_dir=True)
 @click.pass_context
 def search(
@@ -421,6 +432,7 @@ def search(
     people: tuple[str, ...],
     organisations: tuple[str, ...],
     places: tuple[str, ...],
+    group: str | None,
 ) -> None:
     """Search the index and print the best passages (the answer first for a question), then the
     people, organisations and places the best matched passages' articles name."""
@@ -433,7 +445,7 @@ def search(
     s = settings(ctx)
     engine = Engine.open(s.index_dir, s)
     filters = Filters(event, date_from, date_to, people, organisations, places)
-    res = engine.search(query, k=k, offset=offset, filters=filters, mode=mode, answer=not no_answer)
+    res = engine.search(query, k=k, offset=offset, filters=filters, mode=mode, answer=not no_answer, group=group)
     if as_json(ctx):
         emit(asdict(res))
         return
@@ -449,8 +461,14 @@ def search(
         click.echo(click.style(f"{i}. {r.title}", bold=True) + f"  ({r.event}, {r.date}) score {r.score:.4f}")
         click.echo("   " + r.passage.replace("\n", " ")[:400] + ("…" if len(r.passage) > 400 else ""))
         click.echo(f"   {r.url}  [{r.passage_id}]" if r.url else f"   [{r.passage_id}]")
+    for i, g in enumerate(res.articles or [], offset + 1):
+        click.echo(click.style(f"{i}. {g.title}", bold=True) + f"  ({g.event}, {g.date}) score {g.score:.4f}")
+        for r in g.passages:
+            click.echo("   - " + r.passage.replace("\n", " ")[:300] + ("…" if len(r.passage) > 300 else ""))
+            click.echo(f"     [{r.passage_id}]")
     more = "+" if res.total.relation == "gte" else ""
-    click.echo(f"\n{res.total.value}{more} passages, {res.took_ms:.0f} ms")
+    unit = "articles" if group else "passages"
+    click.echo(f"\n{res.total.value}{more} {unit}, {res.took_ms:.0f} ms")
     for label, values in (
         ("people", res.facets.people),
         ("organisations", res.facets.organisations),
@@ -695,7 +713,7 @@ def health(s: Settings) -> tuple[Any, int]:
     from indexer import layout, serving
     from indexer.model import ModelError, resolve_model
     from search.engine import check_servable, open_store
-    from web.schemas import HealthOut
+    from web.schemas import HealthOut, WritesOut
 
     try:
         if s.store == "milvus":
@@ -716,6 +734,7 @@ def health(s: Settings) -> tuple[Any, int]:
         return HealthOut(status="unavailable", generation=None, model=None, detail=str(exc)), code
     out = HealthOut(status="ok", generation=name, model=manifest.model_id, built_at=manifest.built_at)
     out.counts = manifest.counts
+    out.writes = WritesOut(enabled=s.writes_on)
     return out, EXIT_OK
 
 
@@ -974,7 +993,7 @@ def train_reader(
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the search page and the JSON API (with --json, a failure to start is told in JSON)."""
     s = settings(ctx)
-    if not (s.admin_token and s.store == "local"):
+    if not s.writes_on:
         without_torch()  # a server taking writes encodes them with PyTorch (loaded at the first write)
     import uvicorn
 

@@ -12,7 +12,7 @@ import re
 import time
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -25,14 +25,20 @@ from indexer.settings import Settings
 from search.answer import AnswerFinder, Reading, is_question
 from search.candidates import Candidate
 from search.runtime import Runtime
-from search.store import LocalStore, Store, StoreView, Where
+from search.store import ChunkInfo, LocalStore, Store, StoreView, Where
 from search.types import (
+    ENTITY_PAGE_ARTICLES,
     FACET_DEPTH,
     FACET_VALUES,
+    GROUP_PASSAGES,
     Answer,
     AnswerStatus,
+    ArticleGroup,
     ArticleInfo,
+    EntityArticle,
     EntityCount,
+    EntityPage,
+    EntityPassage,
     Facets,
     FacetValue,
     Filters,
@@ -42,10 +48,12 @@ from search.types import (
     SearchError,
     SearchResponse,
     Total,
+    YearCount,
     passage_id,
 )
 
 MODES = ("hybrid", "dense", "lexical")
+GROUPS = ("article",)
 MAX_OFFSET = 1000
 MAX_ENTITY_CHARS = 200
 ENTITY_KINDS = tuple(KINDS.values())
@@ -81,6 +89,62 @@ def check_servable(manifest: layout.Manifest, name: str, model_id: str, settings
             f"expects {settings.sentence_vectors!r}; rebuild with `salon index` or set "
             f"SALON_SENTENCE_VECTORS={manifest.sentence_vectors}"
         )
+
+
+def entity_keys(view: StoreView, kind: str, value: str) -> frozenset[str]:
+    """The entity keys a filter value names: its own key and, for a person named by one word,
+    every person of the index whose full name ends with that word (« Benioff » → « marc benioff »;
+    all of them when several people share the surname)."""
+    key = key_of(value.strip())
+    if kind == "person" and key and " " not in key:
+        return frozenset({key}) | view.person_keys_ending(key)
+    return frozenset({key})
+
+
+def by_article(ranked: list[Candidate]) -> list[list[Candidate]]:
+    """Candidates as one list per article, in the order of its best one, each best first."""
+    groups: dict[int, list[Candidate]] = {}
+    for c in ranked:
+        assert c.chunk is not None
+        groups.setdefault(c.chunk.article, []).append(c)
+    return list(groups.values())
+
+
+def mention_passages(art: ArticleInfo, chunks: list[ChunkInfo], mentions: list[tuple[int, int]]) -> list[EntityPassage]:
+    """The article's passages that hold its ``mentions`` (each mention in the first passage holding
+    it whole), in text order, every mention inside one marked as an ``entity`` highlight."""
+    chosen: list[ChunkInfo] = []
+    for a, b in mentions:
+        if any(c.start <= a and b <= c.end for c in chosen):
+            continue
+        # passages overlap: the first that holds the mention whole, else (across a cut) one it touches
+        c = next((c for c in chunks if c.start <= a and b <= c.end), None)
+        c = c or next((c for c in chunks if c.start < b and a < c.end), None)
+        if c is not None and c not in chosen:
+            chosen.append(c)
+    out = []
+    for c in sorted(chosen, key=lambda c: c.start):
+        hl = [
+            Highlight(max(a, c.start) - c.start, min(b, c.end) - c.start, "entity")
+            for a, b in mentions
+            if a < c.end and c.start < b
+        ]
+        out.append(
+            EntityPassage(
+                art.doc_id, passage_id(art.doc_id, c.start, c.end), art.text[c.start : c.end], c.start, c.end, hl
+            )
+        )
+    return out
+
+
+def years_of(counts: dict[str, tuple[int, int]]) -> list[YearCount]:
+    """(mentions, articles) per year as a series, oldest first, with the years between at zero
+    (only the years that have some when they span over a century)."""
+    if not counts:
+        return []
+    lo, hi = int(min(counts)), int(max(counts))
+    years = [str(y) for y in range(lo, hi + 1)] if hi - lo <= 100 else sorted(counts)
+    return [YearCount(y, *counts.get(y, (0, 0))) for y in years]
 
 
 def article_of(view: StoreView, doc_id: str) -> ArticleInfo:
@@ -197,7 +261,7 @@ class Engine:
                     param=param,
                 )
             if view is not None:
-                found = view.entity_articles(kind, key_of(v))
+                found = frozenset().union(*(view.entity_articles(kind, k) for k in entity_keys(view, kind, v)))
                 articles = found if articles is None else articles & found
         bounds = {}
         for name, given in (("date_from", filters.date_from), ("date_to", filters.date_to)):
@@ -271,24 +335,39 @@ class Engine:
         filters: Filters | None = None,
         mode: str = "hybrid",
         answer: bool = True,
+        group: str | None = None,
     ) -> SearchResponse:
+        """The ranked passages for ``query``; ``group="article"``: the page as one entry per
+        article, ``k`` and ``offset`` then counting articles."""
         t0 = time.perf_counter()
         q = self.validate(query, k, offset)
         if mode not in MODES:
             raise SearchError("invalid_parameter", f"mode must be one of {', '.join(MODES)}", param="mode")
+        if group is not None and group not in GROUPS:
+            raise SearchError("invalid_parameter", f"group must be one of {', '.join(GROUPS)}", param="group")
         v = self.store.view()
         where = self.where(filters, v)
         qv = self.runtime.encode_query(q) if mode != "lexical" else None
         terms = analyze(q)
         depth = max(self.settings.candidates, offset + k)
-        ranked = self.retrieve(q, qv, mode, where, depth, terms, v)
-        # Exact when retrieval ranked every passage it could reach (it stopped short of its depth);
-        # otherwise more passages may match than were ranked.
-        exact = len(ranked) < depth or (mode != "lexical" and len(ranked) >= v.manifest.counts.get("chunks", 1 << 62))
-        ranked = self._dedupe(ranked)
-        page = ranked[offset : offset + k]
+        ranked, exact = self._ranked(q, qv, mode, where, depth, terms, v)
+        groups: list[list[Candidate]] = []
+        if group == "article":
+            # A page of k articles needs more passages than k: deeper, while retrieval stopped
+            # short of the articles the page asks for (twice at most).
+            groups = by_article(ranked)
+            for _ in range(2):
+                if exact or len(groups) >= offset + k:
+                    break
+                depth *= 4
+                ranked, exact = self._ranked(q, qv, mode, where, depth, terms, v)
+                groups = by_article(ranked)
+            page = [c for g in groups[offset : offset + k] for c in g[:GROUP_PASSAGES]]
+        else:
+            page = ranked[offset : offset + k]
         qterms = set(terms)
         results = [self._result(v, c, qterms) for c in page]
+        self._mark_entities(v, filters, page, results)
         ans: Answer | None = None
         answers: list[Answer] = []
         asked = is_question(q)
@@ -310,10 +389,94 @@ class Engine:
             status = "skipped"
         else:
             status = "answered" if ans is not None else "declined"
-        total = Total(len(ranked), "eq" if exact else "gte")
         facets = self.facets_of(v, ranked[:FACET_DEPTH])
+        relation: Literal["eq", "gte"] = "eq" if exact else "gte"
+        if group == "article":
+            entries = self._groups(groups[offset : offset + k], results)
+            total = Total(len(groups), relation)
+            took = (time.perf_counter() - t0) * 1000
+            return SearchResponse(
+                q,
+                round(took, 2),
+                total,
+                ans,
+                [],
+                answers,
+                k,
+                offset,
+                status,
+                facets=facets,
+                group="article",
+                articles=entries,
+            )
+        total = Total(len(ranked), relation)
         took = (time.perf_counter() - t0) * 1000
         return SearchResponse(q, round(took, 2), total, ans, results, answers, k, offset, status, facets=facets)
+
+    def _ranked(
+        self,
+        q: str,
+        qv: np.ndarray | None,
+        mode: str,
+        where: Where | None,
+        depth: int,
+        terms: list[str],
+        v: StoreView,
+    ) -> tuple[list[Candidate], bool]:
+        """The de-duplicated ranking at ``depth``, and whether it holds every passage that matches."""
+        ranked = self.retrieve(q, qv, mode, where, depth, terms, v)
+        # Exact when retrieval ranked every passage it could reach (it stopped short of its depth);
+        # otherwise more passages may match than were ranked.
+        exact = len(ranked) < depth or (mode != "lexical" and len(ranked) >= v.manifest.counts.get("chunks", 1 << 62))
+        return self._dedupe(ranked), exact
+
+    @staticmethod
+    def _groups(groups: list[list[Candidate]], results: list[Result]) -> list[ArticleGroup]:
+        """The page's article entries; ``results`` are the first GROUP_PASSAGES of each group, in turn."""
+        out, i = [], 0
+        for g in groups:
+            n = min(len(g), GROUP_PASSAGES)
+            passages, i = results[i : i + n], i + n
+            best = passages[0]
+            out.append(
+                ArticleGroup(
+                    best.doc_id,
+                    best.title,
+                    best.event,
+                    best.date,
+                    best.place,
+                    best.source,
+                    best.score,
+                    passages,
+                    len(g),
+                    best.url,
+                    best.language,
+                )
+            )
+        return out
+
+    @staticmethod
+    def _mark_entities(v: StoreView, filters: Filters | None, page: list[Candidate], results: list[Result]) -> None:
+        """Add an ``entity`` highlight for each mention of a filtered entity in the page's passages."""
+        if not filters or not results:
+            return
+        wanted: dict[str, set[str]] = {}
+        for _, kind, value in filters.entities():
+            wanted.setdefault(kind, set()).update(entity_keys(v, kind, value))
+        if not wanted:
+            return
+        rows = {c.chunk.article for c in page if c.chunk is not None}
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for kind, keys in wanted.items():
+            for row, ms in v.mentions(kind, keys, rows).items():
+                spans.setdefault(row, []).extend(ms)
+        for c, res in zip(page, results, strict=True):
+            assert c.chunk is not None
+            for a, b in sorted(spans.get(c.chunk.article, ())):
+                if a < res.end and res.start < b:
+                    res.highlights.append(
+                        Highlight(max(a, res.start) - res.start, min(b, res.end) - res.start, "entity")
+                    )
 
     @staticmethod
     def facets_of(v: StoreView, ranked: list[Candidate]) -> Facets:
@@ -351,18 +514,41 @@ class Engine:
             raise SearchError("invalid_parameter", f"q: at most {MAX_ENTITY_CHARS} characters", param="q")
         return self.store.view().entity_counts(kind, key_of(prefix), limit)
 
-    def entity_articles(self, kind: str, value: str) -> tuple[str, list[ArticleInfo]]:
-        """The name as articles write it most often (``value`` if none does), and the articles
-        that name ``value`` as an entity of ``kind`` (case and accents aside), newest first."""
+    def entity_page(self, kind: str, value: str, limit: int = ENTITY_PAGE_ARTICLES) -> EntityPage:
+        """What the index says about the entity ``value`` of ``kind`` (case and accents aside; a
+        person's surname alone names every person of that surname): the articles naming it,
+        newest first, with the passages that mention it for the first ``limit`` of them, and
+        its mentions per year."""
         if kind not in ENTITY_KINDS:
             raise SearchError("invalid_parameter", f"kind must be one of {', '.join(ENTITY_KINDS)}", param="kind")
-        v = self.store.view()
         key = key_of(value.strip())
         if not key or len(value) > MAX_ENTITY_CHARS:
             raise SearchError("invalid_parameter", f"a name of 1 to {MAX_ENTITY_CHARS} characters", param="value")
-        arts = [v.article(i) for i in sorted(v.entity_articles(kind, key))]
-        name = next((e.value for e in v.entity_counts(kind, key, 50) if e.key == key), value.strip())
-        return name, sorted(arts, key=lambda a: (a.date, a.doc_id), reverse=True)
+        v = self.store.view()
+        found = {k: v.entity_articles(kind, k) for k in entity_keys(v, kind, value)}
+        keys = sorted(k for k, rows in found.items() if rows) or [key]
+        rows = frozenset().union(*found.values())
+        mentions = v.mentions(kind, keys) if rows else {}
+        arts = {r: v.article(r) for r in rows}
+        order = sorted(rows, key=lambda r: (arts[r].date, arts[r].doc_id), reverse=True)
+        entries = []
+        per_year: dict[str, tuple[int, int]] = {}
+        undated = 0
+        for i, r in enumerate(order):
+            art, ms = arts[r], mentions.get(r, [])
+            passages = mention_passages(art, v.article_chunks(r), ms) if i < limit else []
+            entries.append(EntityArticle(art, len(ms), passages))
+            if re.match(r"\d{4}", art.date):
+                m, n = per_year.get(art.date[:4], (0, 0))
+                per_year[art.date[:4]] = (m + len(ms), n + 1)
+            else:
+                undated += len(ms)
+        name = value.strip()
+        if len(keys) == 1:
+            name = next((e.value for e in v.entity_counts(kind, keys[0], 50) if e.key == keys[0]), name)
+        return EntityPage(
+            kind, name, keys, entries, sum(len(m) for m in mentions.values()), years_of(per_year), undated
+        )
 
     def readings(self, query: str, gate: bool = True) -> list[Reading]:
         """The reader's readings of question ``query`` as a default search makes them (hybrid,

@@ -212,6 +212,43 @@ class LiveView:
         }
         return frozenset(found)
 
+    def person_keys_ending(self, word: str) -> frozenset[str]:
+        ents = self.seg.data.entities
+        mine = {
+            key
+            for r in np.flatnonzero(self.alive).tolist()
+            for k, key, _ in ents[r]
+            if k == "person" and len(key.split()) > 1 and key.split()[-1] == word
+        }
+        return self.base.person_keys_ending(word) | mine
+
+    def mentions(
+        self, kind: str, keys: Iterable[str], rows: Iterable[int] | None = None
+    ) -> dict[int, list[tuple[int, int]]]:
+        keys = set(keys)
+        want = None if rows is None else set(rows)
+        base_rows = None if want is None else [r for r in want if r < self.na]
+        out = {r: m for r, m in self.base.mentions(kind, keys, base_rows).items() if r not in self.hidden_articles}
+        d = self.seg.data
+        for r in np.flatnonzero(self.alive).tolist():
+            if want is not None and self.na + r not in want:
+                continue
+            found = sorted(
+                m
+                for (k, key, _), ms in zip(d.entities[r], d.mentions[r], strict=True)
+                if k == kind and key in keys
+                for m in ms
+            )
+            if found:
+                out[self.na + r] = found
+        return out
+
+    def article_chunks(self, row: int) -> list[ChunkInfo]:
+        if row < self.na:
+            return self.base.article_chunks(row)
+        c0, c1, _, _ = self.seg.data.spans[row - self.na]
+        return sorted(self.chunks([self.nc + c for c in range(c0, c1)]).values(), key=lambda c: (c.start, c.row))
+
     def entity_counts(self, kind: str | None, prefix: str, limit: int) -> list[EntityCount]:
         rows = [e for a, es in self.base.article_entities.items() if a not in self.hidden_articles for e in es]
         ents = self.seg.data.entities

@@ -19,7 +19,7 @@ import numpy as np
 from indexer import layout
 from indexer import milvus as mv
 from indexer.settings import Settings
-from search.store import ChunkInfo, Sentences, Where, count_entities, prefix_match
+from search.store import ChunkInfo, Sentences, Where, count_entities, merge_mentions, prefix_match, surname_index
 from search.types import ArticleFacts, ArticleInfo, EntityCount
 
 _EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.float32))
@@ -65,6 +65,7 @@ class MilvusView:
         self._lock = threading.Lock()
         self.opened = time.monotonic()
         self._term_cache: dict[str, tuple[int, int]] = {}  # term → (id, df); a view is dropped on updates
+        self._surnames: dict[str, frozenset[str]] | None = None  # made at the first surname filter
 
     # -- retrieval -----------------------------------------------------------------------------
     def dense(self, qv: np.ndarray, n: int, where: Where | None) -> tuple[np.ndarray, np.ndarray]:
@@ -269,6 +270,50 @@ class MilvusView:
         return count_entities(
             ((r["kind"], r["key"], r["name"]) for r in rows if prefix_match(r["key"], prefix)), None, "", limit
         )
+
+    def person_keys_ending(self, word: str) -> frozenset[str]:
+        if not self.has_entities:
+            return frozenset()
+        # milvus-lite's LIKE matches prefixes only: the people's keys are read once per view
+        # (a view lives at most VIEW_TTL) and indexed by their last word here
+        if self._surnames is None:
+            rows = self._query_all(self.names["entities"], 'kind == "person"', ["key"])
+            self._surnames = surname_index({r["key"] for r in rows})
+        return self._surnames.get(word, frozenset())
+
+    def mentions(
+        self, kind: str, keys: Iterable[str], rows: Iterable[int] | None = None
+    ) -> dict[int, list[tuple[int, int]]]:
+        keys = sorted(set(keys))
+        if not self.has_entities or not keys:
+            return {}
+        flt = f"kind == {mv.quote(kind)} and key in [{','.join(mv.quote(k) for k in keys)}]"
+        if rows is not None:
+            rs = sorted(set(rows))
+            if not rs:
+                return {}
+            flt += f" and {mv.in_list('article', rs)}"
+        got = self._query_all(self.names["entities"], flt, ["article", "mentions"])
+        return merge_mentions((int(r["article"]), r["mentions"]) for r in got)
+
+    def article_chunks(self, row: int) -> list[ChunkInfo]:
+        got = self._query_all(
+            self.names["chunks"],
+            f"article == {int(row)}",
+            ["row", "article", "start", "end", "first_sentence", "last_sentence"],
+        )
+        out = [
+            ChunkInfo(
+                int(r["row"]),
+                int(r["article"]),
+                int(r["start"]),
+                int(r["end"]),
+                int(r["first_sentence"]),
+                int(r["last_sentence"]),
+            )
+            for r in got
+        ]
+        return sorted(out, key=lambda c: (c.start, c.row))
 
     def _query_all(self, name: str, flt: str, fields: list[str]) -> list[dict[str, Any]]:
         """Every row matching ``flt``, past the limit of one query."""

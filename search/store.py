@@ -7,6 +7,7 @@ Milvus (``search.milvus_store``, ``SALON_STORE=milvus``).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,31 @@ class StoreView(Protocol):
     def facts(self, rows: Sequence[int]) -> dict[int, ArticleFacts]: ...
     def entity_articles(self, kind: str, key: str) -> frozenset[int]: ...
     def entity_counts(self, kind: str | None, prefix: str, limit: int) -> list[EntityCount]: ...
+    def person_keys_ending(self, word: str) -> frozenset[str]: ...
+    def mentions(
+        self, kind: str, keys: Iterable[str], rows: Iterable[int] | None = None
+    ) -> dict[int, list[tuple[int, int]]]: ...
+    def article_chunks(self, row: int) -> list[ChunkInfo]: ...
+
+
+def surname_index(person_keys: Iterable[str]) -> dict[str, frozenset[str]]:
+    """The person keys of more than one word, by their last word (« benioff » → « marc benioff »)."""
+    out: dict[str, set[str]] = {}
+    for key in person_keys:
+        words = key.split()
+        if len(words) > 1:
+            out.setdefault(words[-1], set()).add(key)
+    return {w: frozenset(ks) for w, ks in out.items()}
+
+
+def merge_mentions(rows: Iterable[tuple[int, str]]) -> dict[int, list[tuple[int, int]]]:
+    """(article row, mentions JSON) rows as each article's mention offsets, in text order."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for art, mentions in rows:
+        out.setdefault(int(art), []).extend((int(a), int(b)) for a, b in json.loads(mentions))
+    for ms in out.values():
+        ms.sort()
+    return out
 
 
 def prefix_match(key: str, prefix: str) -> bool:
@@ -169,6 +195,7 @@ class LocalStore:
         if self.n_chunks != len(chunks) or len(self.sent_vecs) != len(sents):
             raise layout.IndexCorrupt(f"index {generation.name}: vector and store counts differ; rebuild")
         self._entities: list[tuple[str, str, str]] = []  # (kind, key, name) per entity row
+        self.surnames: dict[str, frozenset[str]] = {}
         self.article_entities: dict[int, tuple[tuple[str, str, str], ...]] = {}
         self.entity_index: dict[tuple[str, str], frozenset[int]] = {}
         self._load_entities(generation)
@@ -208,6 +235,7 @@ class LocalStore:
             index.setdefault((kind, key), set()).add(art)
         self.article_entities = {a: tuple(es) for a, es in per.items()}
         self.entity_index = {k: frozenset(v) for k, v in index.items()}
+        self.surnames = surname_index(key for kind, key in self.entity_index if kind == "person")
 
     def _mask(self, where: Where | None) -> np.ndarray | None:
         if where is None:
@@ -335,3 +363,32 @@ class LocalStore:
 
     def entity_counts(self, kind: str | None, prefix: str, limit: int) -> list[EntityCount]:
         return count_entities(self._entities, kind, prefix, limit)
+
+    def person_keys_ending(self, word: str) -> frozenset[str]:
+        return self.surnames.get(word, frozenset())
+
+    def mentions(
+        self, kind: str, keys: Iterable[str], rows: Iterable[int] | None = None
+    ) -> dict[int, list[tuple[int, int]]]:
+        # Read from SQLite when asked, not held in memory: a page needs a few articles' mentions,
+        # and all of them would cost tens of MB at 283k paragraphs.
+        keys = sorted(set(keys))
+        want = None if rows is None else set(rows)
+        if not keys or want == set():
+            return {}
+        db = sqlite3.connect(f"file:{self.generation / layout.STORE}?mode=ro", uri=True)
+        try:
+            # by (kind, key) (indexed), then the rows asked for: an entity's rows are few
+            got = db.execute(
+                f"SELECT article, mentions FROM entities WHERE kind = ? AND key IN ({','.join('?' * len(keys))})",
+                [kind, *keys],
+            ).fetchall()
+        except sqlite3.OperationalError:  # a generation built before entities
+            got = []
+        finally:
+            db.close()
+        return merge_mentions(r for r in got if want is None or r[0] in want)
+
+    def article_chunks(self, row: int) -> list[ChunkInfo]:
+        rows = np.flatnonzero(self.chunk_article == row).tolist()
+        return sorted(self.chunks(rows).values(), key=lambda c: (c.start, c.row))

@@ -51,7 +51,13 @@ class Filters:
 class Highlight:
     start: Annotated[int, Field(description="Start offset in the result's `passage` (Python string index)")]
     end: Annotated[int, Field(description="End offset in `passage`, exclusive")]
-    kind: Annotated[str, Field(description="`answer` (the answering sentence) or `term` (a query word)")]
+    kind: Annotated[
+        str,
+        Field(
+            description="`answer` (the answering sentence), `term` (a query word) or `entity` (a mention of a "
+            "person, organisation or place the request filters on)"
+        ),
+    ]
 
 
 @dataclass
@@ -113,7 +119,9 @@ class Answer:
 
 @dataclass
 class Total:
-    value: Annotated[int, Field(description="Distinct passages ranked for the query")]
+    value: Annotated[
+        int, Field(description="Distinct passages ranked for the query (with group=article: distinct articles)")
+    ]
     relation: Annotated[
         Literal["eq", "gte"],
         Field(
@@ -162,6 +170,30 @@ class EntityCount:
     articles: Annotated[int, Field(description="Articles that name it")]
 
 
+# With group=article, the most passages an article's entry holds (its best ones).
+GROUP_PASSAGES = 3
+
+
+@dataclass
+class ArticleGroup:
+    """One article of a grouped page (group=article): its metadata and its best passages."""
+
+    doc_id: str
+    title: str
+    event: str
+    date: str
+    place: str
+    source: str
+    score: Annotated[float, Field(description="Its best passage's score: the order of the page")]
+    passages: Annotated[
+        list[Result],
+        Field(description=f"Its best ranked passages, best first, at most {GROUP_PASSAGES}"),
+    ]
+    ranked: Annotated[int, Field(description="How many of its passages the query ranked (`passages` holds the best)")]
+    url: str = ""
+    language: str = ""
+
+
 @dataclass
 class SearchResponse:
     query: str
@@ -172,8 +204,8 @@ class SearchResponse:
     answers: Annotated[list[Answer], Field(description="Distinct answers across articles")] = field(
         default_factory=list
     )
-    k: Annotated[int, Field(description="Results per page, as asked")] = 10
-    offset: Annotated[int, Field(description="Results skipped, as asked")] = 0
+    k: Annotated[int, Field(description="Results per page, as asked (with group=article: articles)")] = 10
+    offset: Annotated[int, Field(description="Results skipped, as asked (with group=article: articles)")] = 0
     answer_status: Annotated[
         AnswerStatus,
         Field(
@@ -191,6 +223,16 @@ class SearchResponse:
             f"{FACET_VALUES} each, by count; empty lists for an index built without entities"
         ),
     ] = field(default_factory=Facets)
+    group: Annotated[
+        Literal["article"] | None, Field(description="`article` when asked for (group=article), else null")
+    ] = None
+    articles: Annotated[
+        list[ArticleGroup] | None,
+        Field(
+            description="With group=article: the page as one entry per article, in the order of its best passage "
+            "(`results` is then empty); null otherwise"
+        ),
+    ] = None
 
 
 @dataclass
@@ -204,3 +246,47 @@ class ArticleInfo:
     language: str
     url: str
     text: str
+
+
+@dataclass
+class EntityPassage:
+    """A passage that mentions an entity, its mentions as ``entity`` highlights."""
+
+    doc_id: str
+    passage_id: str
+    passage: str
+    start: int  # offsets of the passage in the article text
+    end: int
+    highlights: list[Highlight] = field(default_factory=list)
+
+
+@dataclass
+class EntityArticle:
+    article: ArticleInfo
+    mentions: int  # how many times it names the entity
+    passages: list[EntityPassage] = field(default_factory=list)
+
+
+@dataclass
+class YearCount:
+    year: str
+    mentions: int
+    articles: int
+
+
+# The entity page shows the passages of this many articles naming it, the newest; its counts and
+# its picture over time cover every article.
+ENTITY_PAGE_ARTICLES = 20
+
+
+@dataclass
+class EntityPage:
+    """What the archive says about one entity: for ``/entities/{kind}/{value}``."""
+
+    kind: str
+    name: str  # as articles write it most often (the value asked for, when several people share it)
+    keys: list[str]  # the entity keys it covers (more than one: a surname several people share)
+    articles: list[EntityArticle]  # every article naming it, newest first; passages for the first ones
+    mentions: int
+    years: list[YearCount]  # oldest first, years between without mentions included
+    undated: int  # mentions in articles without a date

@@ -26,6 +26,7 @@ PAGES = {
     "article": "/articles/dreamforce-2019?start=3209&end=3401&q=qui+a+critiqu%C3%A9+Salesforce+%3F#passage",
     "english-article": "/articles/lyon-book-fair-2021",
     "entity": "/entities/person/Marc%20Benioff",
+    "entity-years": "/entities/other/Twitter",
     "error": "/articles/nope",
     "not-found": "/no/such/page",
 }

@@ -301,6 +301,12 @@ def test_facet_panel_without_javascript(browser, server: str) -> None:  # type: 
         assert "Personne : Marc Benioff" not in pg.content()  # gone after removal
         pg.goto(server + "/?q=qui+a+critiqu%C3%A9+Salesforce+%3F&person=Marc+Benioff")
         assert pg.inner_text(".chip").startswith("Personne : Marc Benioff")
+        # his name marked in the passages; the chip's arrow opens his page
+        marks = pg.locator(".result .passage mark.hl-entity")  # here in « autres passages », closed
+        assert marks.count() >= 1 and set(marks.all_text_contents()) == {"Marc Benioff"}
+        pg.locator(".chips a.entity-link").click()
+        pg.wait_for_url("**/entities/person/Marc%20Benioff")
+        assert pg.locator(".mentions mark.hl-entity").count() >= 3
     finally:
         ctx.close()
 
@@ -323,10 +329,21 @@ def test_entity_page_lists_the_articles_naming_it(page, server: str) -> None:  #
     assert page.locator(".result-link").all_inner_texts() == [
         "Dreamforce 2019 : plongée au cœur de la conférence de Salesforce à San Francisco"
     ]
+    # the passages that mention him, his name marked where the article writes it, and the picture
+    marks = page.locator(".mentions .passage mark.hl-entity")
+    assert marks.count() >= 3 and set(marks.all_text_contents()) == {"Marc Benioff"}
+    assert marks.first.is_visible()
+    svg = page.locator(".timeline svg[role=img]")
+    assert svg.is_visible() and svg.locator("rect").count() == 1
+    assert page.locator("#timeline-desc").text_content() == "2019 : 3 mentions"
     page.click("text=Chercher les passages qui le nomment")
     page.wait_for_selector(".chip")
     assert set(page.locator(".result .event").all_inner_texts()) == {"Dreamforce 2019"}
-    page.goto(server + "/entities/place/San%20Francisco")
+    # from the facet panel's arrow to a place's page; the name itself still filters
+    page.goto(server + "/?q=qui+a+critiqu%C3%A9+Salesforce+%3F")
+    page.locator("#facet-places a.entity-link[aria-label='Tout sur San Francisco']").click()
+    page.wait_for_url("**/entities/place/San%20Francisco")
+    assert page.inner_text("h1") == "San Francisco"
     assert page.locator(".result-link").count() >= 1
     r = page.goto(server + "/entities/planet/Mars")
     assert r is not None and r.status == 422

@@ -127,6 +127,172 @@ def test_cli_search_by_person_and_entities(settings: Settings, engine) -> None: 
     out = CliRunner().invoke(main, [*base, *args])
     assert out.exit_code == 0, out.output
     assert {r["doc_id"] for r in json.loads(out.output)["results"]} == {"dreamforce-2019"}
+    out = CliRunner().invoke(main, [*base, "search", "salon", "--group", "article", "-k", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.output)
+    assert body["results"] == [] and len(body["articles"]) == 1 and body["articles"][0]["passages"]
+    out = CliRunner().invoke(main, [*base, "search", "salon", "--group", "article", "--no-answer"])
+    assert out.exit_code == 0 and "1. " in out.output and "articles," in out.output, out.output
     out = CliRunner().invoke(main, [*base, "entities", "--kind", "person", "--top", "3", "--json"])
     assert out.exit_code == 0, out.output
     assert len(json.loads(out.output)) == 3
+
+
+def _occurrences(text: str, word: str) -> list[tuple[int, int]]:
+    import re
+
+    return [(m.start(), m.end()) for m in re.finditer(re.escape(word), text)]
+
+
+def test_filtered_names_are_marked_in_the_passages(engine, client) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    text = engine.article("dreamforce-2019").text
+    said = _occurrences(text, "Marc Benioff")
+    assert len(said) == 3  # the corpus names him three times, in full
+    for value in ("Marc Benioff", "Benioff"):  # the surname alone names him too
+        res = engine.search("salon", k=20, filters=Filters(people=(value,)))
+        assert res.results
+        marked = set()
+        for r in res.results:
+            got = [(h.start, h.end) for h in r.highlights if h.kind == "entity"]
+            # exactly his mentions inside the passage, as offsets into the passage
+            assert got == [(a - r.start, b - r.start) for a, b in said if r.start <= a and b <= r.end], r.passage_id
+            assert all(r.passage[a:b] == "Marc Benioff" for a, b in got)
+            marked |= {(r.start + a, r.start + b) for a, b in got}
+        assert marked and marked <= set(said)
+    # no filter on a person: no entity marks
+    assert not [h for r in engine.search("Marc Benioff", k=5).results for h in r.highlights if h.kind == "entity"]
+    # the page marks them, in the cropped passage and in the whole one, beside the answer's marks
+    html = client.get("/", params={"q": "qui est le gourou de Salesforce ?", "person": "Marc Benioff"}).text
+    marks = re.findall(r'<mark class="([^"]*hl-entity[^"]*)">([^<]*)</mark>', html)
+    assert {m for _, m in marks} == {"Marc Benioff", "nom filtré"}, marks  # his name, and the key
+    first = html[html.index('<li class="result">') : html.index('<details class="scores"')]
+    cropped, whole = first.split('<details class="whole">')
+    for part in (cropped, whole):
+        assert re.search(r'<mark class="[^"]*hl-entity[^"]*">Marc Benioff</mark>', part), part
+    assert 'class="hl-answer' in first and 'class="hl-term' in first
+    assert '<mark class="hl-entity">nom filtré</mark>' in html
+
+
+def test_entity_page_lists_passages_with_their_mentions(engine, client) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from search.types import YearCount
+
+    page = engine.entity_page("person", "marc BENIOFF")
+    assert (page.name, page.keys, page.mentions) == ("Marc Benioff", ["marc benioff"], 3)
+    (entry,) = page.articles
+    text = entry.article.text
+    assert entry.article.doc_id == "dreamforce-2019" and entry.mentions == 3
+    seen = set()
+    for p in entry.passages:
+        assert p.passage == text[p.start : p.end]
+        for h in p.highlights:
+            assert h.kind == "entity" and p.passage[h.start : h.end] == text[p.start + h.start : p.start + h.end]
+            assert p.passage[h.start : h.end] == "Marc Benioff"
+            seen.add((p.start + h.start, p.start + h.end))
+    assert seen == set(_occurrences(text, "Marc Benioff"))  # every mention, at its place
+    assert page.years == [YearCount("2019", 3, 1)] and page.undated == 0
+    # the surname alone opens the same page
+    assert engine.entity_page("person", "Benioff").keys == ["marc benioff"]
+    # a name both articles use: newest first, and the years between them at zero
+    tw = engine.entity_page("other", "Twitter")
+    assert [e.article.date[:4] for e in tw.articles] == ["2019", "2012"]
+    assert [(y.year, y.mentions) for y in tw.years] == [(str(y), int(y in (2012, 2019))) for y in range(2012, 2020)]
+    # the HTML page: the passages' marks hold his name, and the picture is described for screen readers
+    html = client.get("/entities/person/Marc%20Benioff", headers={"Accept": "text/html"}).text
+    marks = re.findall(r'<mark class="hl-entity">([^<]*)</mark>', html)
+    assert marks and set(marks) == {"Marc Benioff"}
+    assert re.search(r'<svg role="img" aria-labelledby="timeline-name timeline-desc"', html)
+    assert '<desc id="timeline-desc">2019 : 3 mentions</desc>' in html
+    assert "/articles/dreamforce-2019?start=" in html
+
+
+def test_facets_and_chips_link_to_the_entity_page(client) -> None:  # type: ignore[no-untyped-def]
+    html = client.get("/", params={"q": "qui a critiqué Salesforce ?"}).text
+    assert 'href="/entities/organisation/Salesforce"' in html and 'href="/entities/place/San%20Francisco"' in html
+    assert 'href="/?q=qui+a+critiqu%C3%A9+Salesforce+%3F&amp;k=10&amp;org=Salesforce"' in html  # the filter stays
+    html = client.get("/", params={"q": "salon", "person": "Marc Benioff"}).text
+    assert 'class="entity-link" href="/entities/person/Marc%20Benioff"' in html
+
+
+def test_a_surname_alone_finds_the_person(engine, client, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+
+    from salon.cli import main
+
+    full = engine.search("salon", k=20, filters=Filters(people=("Marc Benioff",)))
+    for value in ("Benioff", "benioff"):
+        got = engine.search("salon", k=20, filters=Filters(people=(value,)))
+        assert [r.passage_id for r in got.results] == [r.passage_id for r in full.results]
+    # not a first name, nor a surname of another kind of entity
+    assert not engine.search("salon", k=5, filters=Filters(people=("Marc",))).results
+    assert not engine.search("salon", k=5, filters=Filters(organisations=("Benioff",))).results
+    r = client.get("/search", params={"q": "salon", "k": 20, "person": "Benioff"})
+    assert r.status_code == 200 and {x["doc_id"] for x in r.json()["results"]} == {"dreamforce-2019"}
+    base = ["--index-dir", str(settings.index_dir), "--cache-dir", str(settings.cache_dir)]
+    out = CliRunner().invoke(main, [*base, "search", "salon", "--person", "Benioff", "--json"])
+    assert out.exit_code == 0, out.output
+    assert {r["doc_id"] for r in json.loads(out.output)["results"]} == {"dreamforce-2019"}
+
+
+def test_a_surname_several_people_share_finds_them_all(tmp_path: Path, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from indexer.build import build_index
+    from search.engine import Engine
+    from search.store import surname_index
+
+    assert surname_index(["marc benioff", "lynne benioff", "benioff", "tim cook"])["benioff"] == {
+        "marc benioff",
+        "lynne benioff",
+    }
+    c = tmp_path / "c"
+    c.mkdir()
+    for name, who in (("a", "Marc Benioff"), ("b", "Lynne Benioff"), ("c", "Tim Cook")):
+        (c / f"{name}.md").write_text(f"---\ntitle: {name}\n---\n{who} a parlé à San Francisco.", encoding="utf-8")
+    s = settings.model_copy(update={"index_dir": tmp_path / "i"})
+    build_index(c, s.index_dir, embedder, s, progress=False)
+    eng = Engine.open(s.index_dir, s, embedder)
+
+    def docs(value: str) -> set[str]:
+        return {r.doc_id for r in eng.search("parlé", k=10, filters=Filters(people=(value,)), answer=False).results}
+
+    assert docs("Benioff") == {"a", "b"} and docs("Marc Benioff") == {"a"} and docs("Cook") == {"c"}
+    page = eng.entity_page("person", "Benioff")
+    assert page.keys == ["lynne benioff", "marc benioff"] and page.name == "Benioff"
+
+
+def test_group_by_article(engine, client) -> None:  # type: ignore[no-untyped-def]
+    from search.types import GROUP_PASSAGES
+
+    flat = engine.search("salon Salesforce", k=50, answer=False)
+    res = engine.search("salon Salesforce", k=50, answer=False, group="article")
+    assert res.results == [] and res.group == "article" and res.articles is not None
+    docs = list(dict.fromkeys(r.doc_id for r in flat.results))
+    assert [a.doc_id for a in res.articles] == docs  # in the order of each article's best passage
+    assert res.total.value == len(docs) and flat.group is None and flat.articles is None
+    for a in res.articles:
+        mine = [r for r in flat.results if r.doc_id == a.doc_id]
+        assert [p.passage_id for p in a.passages] == [r.passage_id for r in mine[:GROUP_PASSAGES]]
+        assert a.ranked == len(mine) and a.score == mine[0].score and a.title == mine[0].title
+    # k and offset count articles: pages of one article each, no article twice
+    pages = [engine.search("salon Salesforce", k=1, offset=i, answer=False, group="article") for i in range(len(docs))]
+    assert [p.articles[0].doc_id for p in pages if p.articles] == docs
+    # the JSON: next keeps the grouping; a bad value is the error shape
+    r = client.get("/search", params={"q": "salon Salesforce", "k": 1, "group": "article"})
+    body = r.json()
+    assert r.status_code == 200 and body["group"] == "article" and len(body["articles"]) == 1
+    assert body["results"] == [] and "group=article" in body["next"] and "offset=1" in body["next"]
+    assert set(body["articles"][0]) >= {"doc_id", "title", "date", "event", "score", "passages", "ranked"}
+    r = client.get("/search", params={"q": "salon", "group": "passage"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_parameter"
+    assert r.json()["error"]["details"][0]["param"] == "group"
+    flat_json = client.get("/search", params={"q": "salon Salesforce"}).json()
+    assert flat_json["results"] and flat_json["articles"] is None and flat_json["group"] is None
+    spec = client.get("/openapi.json").json()
+    (param,) = [p for p in spec["paths"]["/search"]["get"]["parameters"] if p["name"] == "group"]
+    assert "count articles" in param["description"]
+    assert "articles" in spec["components"]["schemas"]["SearchResponse"]["properties"]
+    assert "passages" in spec["components"]["schemas"]["ArticleGroup"]["properties"]

@@ -85,8 +85,12 @@ def test_write_search_replace_delete(writable) -> None:  # type: ignore[no-untyp
     a = res["answer"]
     assert art["text"][a["start"] : a["end"]] == a["text"]
     assert {"value": "Clara Dupont", "count": 1} in res["facets"]["people"]
-    only = c.get("/search", params={"q": "salon", "person": "Clara Dupont"}).json()
+    only = c.get("/search", params={"q": "salon", "person": "Dupont"}).json()  # a surname alone too
     assert set(ids(only)) == {"vivatech-2023"}
+    marks = [h for r in only["results"] for h in r["highlights"] if h["kind"] == "entity"]
+    assert marks and all(only["results"][0]["passage"][h["start"] : h["end"]] == "Clara Dupont" for h in marks)
+    page = c.get("/entities/person/Clara Dupont", headers={"Accept": "text/html"}).text
+    assert "VivaTech 2023" in page and "Clara Dupont</mark>" in page
     assert c.get("/health").json()["writes"]["live_articles"] == 1
 
     # replace: the new text and its answer, nothing left of the old

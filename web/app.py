@@ -34,7 +34,7 @@ from search.engine import ENTITY_KINDS, MAX_OFFSET, Engine
 from search.live import LiveStore
 from search.runtime import Runtime
 from search.store import LocalStore
-from search.types import ArticleInfo, EntityCount, Filters, SearchError, SearchResponse
+from search.types import GROUP_PASSAGES, ArticleInfo, EntityCount, Filters, SearchError, SearchResponse
 from web import writes
 from web.deps import BearerDep
 from web.metrics import Metrics
@@ -50,6 +50,11 @@ SWAGGER_UI = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 HERE = Path(__file__).parent
 MAX_BODY = 16 * 1024
 DATE = r"^\d{4}(-\d{2}(-\d{2})?)?$"
+GROUP_HELP = (
+    "`article`: the page as one entry per article (`articles`: its metadata and its best passages, at most "
+    f"{GROUP_PASSAGES}, best first), in the order of each article's best passage; `k`, `offset`, `total` and "
+    "`next` then count articles, not passages, and `results` is empty. Absent: one result per passage"
+)
 ENTITY_HELP = (
     "Only passages of articles that name {kind} of this name (case and accents aside; repeat the "
     "parameter for several, all required); a name no article has gives no results, an empty or overlong one "
@@ -129,7 +134,7 @@ class State:
                 self.runtime = Runtime.load(self.settings)
             engine = Engine.open(self.settings.index_dir, self.settings, self.runtime)
             engine.answers.warm()
-            if self.settings.admin_token and self.settings.store == "local":
+            if self.settings.writes_on:
                 self._attach_writes(engine)
             self.engine, self.error = engine, None  # one reference swap: in-flight requests keep theirs
             return engine.generation.name
@@ -447,6 +452,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         people: list[str] | None = None,
         organisations: list[str] | None = None,
         places: list[str] | None = None,
+        group: str | None = None,
     ) -> SearchResponse:
         filters = Filters(
             event or None,
@@ -458,12 +464,12 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         )
         if not (answer and mode != "lexical" and is_question(q)):
             metrics.searches.labels("keywords" if not is_question(q) else "question").inc()
-            return engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
+            return engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer, group=group)
         metrics.searches.labels("question").inc()
         if not st.questions.acquire(timeout=settings.question_wait):
             raise TooBusy()
         try:
-            res = engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer)
+            res = engine.search(q, k=k, offset=offset, filters=filters, mode=mode, answer=answer, group=group)
             metrics.answers.labels(res.answer_status).inc()
             return res
         finally:
@@ -517,14 +523,22 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             Literal["hybrid", "dense", "lexical"], Query(description="Retrieval: hybrid (default), dense or lexical")
         ] = "hybrid",
         answer: Annotated[bool, Query(description="Seek an answer for a question (false: passages only)")] = True,
-        person: Annotated[list[str], Query(description=ENTITY_HELP.format(kind="a person"))] = [],  # noqa: B006
+        person: Annotated[
+            list[str],
+            Query(
+                description=ENTITY_HELP.format(kind="a person")
+                + "; a surname alone (`Benioff`) also names every person whose full name ends with it (all of "
+                "them when several share it)"
+            ),
+        ] = [],  # noqa: B006
         org: Annotated[list[str], Query(description=ENTITY_HELP.format(kind="an organisation"))] = [],  # noqa: B006
         place: Annotated[list[str], Query(description=ENTITY_HELP.format(kind="a place"))] = [],  # noqa: B006
+        group: Annotated[Literal["article"] | None, Query(description=GROUP_HELP)] = None,
     ) -> Any:
         headers = cache_headers(request, engine)
         if (hit := not_modified(request, headers)) is not None:
             return hit
-        res = run_search(st, engine, q, k, offset, event, date_from, date_to, mode, answer, person, org, place)
+        res = run_search(st, engine, q, k, offset, event, date_from, date_to, mode, answer, person, org, place, group)
         if offset + k < res.total.value:
             params: dict[str, Any] = {"q": q, "k": k, "offset": offset + k, "event": event, "date_from": date_from}
             params |= {
@@ -534,6 +548,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
                 "person": person or None,
                 "org": org or None,
                 "place": place or None,
+                "group": group,
             }
             res.next = "/search?" + urlencode({key: v for key, v in params.items() if v is not None}, doseq=True)
         response.headers.update(headers)
@@ -634,11 +649,12 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
                 status = exc.status
         return pages.render(request, "index.html", ctx, status_code=status)
 
-    @app.get("/entities/{kind}/{value}", response_class=HTMLResponse, include_in_schema=False)
+    # value:path: a name may hold a slash (« AC/DC »), which a link writes %2F and routing decodes
+    @app.get("/entities/{kind}/{value:path}", response_class=HTMLResponse, include_in_schema=False)
     def entity_page(request: Request, engine: EngineDep, kind: str, value: str) -> Response:
-        """The articles that name one person, organisation or place (HTML)."""
-        name, arts = engine.entity_articles(kind, value)
-        return pages.render(request, "entity.html", {"kind": kind, "value": name, "articles": arts})
+        """The articles and passages that name one person, organisation or place (HTML)."""
+        ent = engine.entity_page(kind, value)
+        return pages.render(request, "entity.html", {"ent": ent})
 
     @app.get(
         "/articles/{doc_id}",

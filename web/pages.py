@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import Request
@@ -36,32 +36,52 @@ SWITCH = {"fr": ("en", "English"), "en": ("fr", "Français")}
 # The facet panel: the entity filters (query parameter, facet kind) and how many values of each it lists.
 FACET_KINDS = (("person", "people"), ("org", "organisations"), ("place", "places"))
 FACET_SHOWN = 8
+# The entity kind (as /entities/{kind}/… names it) of each filter parameter.
+ENTITY_KIND = {"person": "person", "org": "organisation", "place": "place"}
+
+
+def entity_url(kind: str, value: str) -> str:
+    """The entity page of ``value``: the whole name one path segment (a slash in it escaped)."""
+    return f"/entities/{kind}/{quote(value, safe='')}"
 
 
 def facet_links(
     base: dict[str, Any], chosen: dict[str, list[str]], facets: Facets | None
-) -> tuple[list[tuple[str, str, str]], list[tuple[str, list[tuple[str, int, str]]]]]:
-    """The page's active entity filters as (parameter, value, URL without it), and its panel as
-    (facet kind, [(value, count, URL adding it)]): plain links, so both work without a script.
-    An event value replaces the event filter; the page starts again at its first result."""
+) -> tuple[list[tuple[str, str, str, str]], list[tuple[str, list[tuple[str, int, str, str | None]]]]]:
+    """The page's active entity filters as (parameter, value, URL without it, its entity page),
+    and its panel as (facet kind, [(value, count, URL adding it, its entity page or None)]):
+    plain links, so both work without a script. An event value replaces the event filter; the
+    page starts again at its first result."""
     params = [(key, v) for key, v in base.items() if v] + [(p, v) for p, vs in chosen.items() for v in vs]
 
     def url(pairs: list[tuple[str, Any]]) -> str:
         return "/?" + urlencode(pairs)
 
-    chips = [(p, v, url([pair for pair in params if pair != (p, v)])) for p, vs in chosen.items() for v in vs]
-    panel: list[tuple[str, list[tuple[str, int, str]]]] = []
+    chips = [
+        (p, v, url([pair for pair in params if pair != (p, v)]), entity_url(ENTITY_KIND[p], v))
+        for p, vs in chosen.items()
+        for v in vs
+    ]
+    panel: list[tuple[str, list[tuple[str, int, str, str | None]]]] = []
     if facets is None:
         return chips, panel
     for param, kind in FACET_KINDS:
         taken = {v.casefold() for v in chosen[param]}
         values = [f for f in getattr(facets, kind) if f.value.casefold() not in taken][:FACET_SHOWN]
         if values:
-            panel.append((kind, [(f.value, f.count, url([*params, (param, f.value)])) for f in values]))
+            panel.append(
+                (
+                    kind,
+                    [
+                        (f.value, f.count, url([*params, (param, f.value)]), entity_url(ENTITY_KIND[param], f.value))
+                        for f in values
+                    ],
+                )
+            )
     events = [f for f in facets.events if f.value != base.get("event")][:FACET_SHOWN]
     if len(facets.events) > 1 and events:
         without = [pair for pair in params if pair[0] != "event"]
-        panel.append(("events", [(f.value, f.count, url([*without, ("event", f.value)])) for f in events]))
+        panel.append(("events", [(f.value, f.count, url([*without, ("event", f.value)]), None) for f in events]))
     return chips, panel
 
 

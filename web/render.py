@@ -61,11 +61,11 @@ _MARGIN = 30  # context kept on each side of a highlight, so it never sits at th
 
 def crop(text: str, highlights: Sequence[_HL], width: int = CROP) -> tuple[int, int]:
     """The ``(start, end)`` of ``text`` to show: the whole answer sentence when there is one, and
-    as many query-word highlights as fit in ``width`` characters, cut at spaces."""
+    as many query-word and filtered-name highlights as fit in ``width`` characters, cut at spaces."""
     n = len(text)
     if n <= width * 5 // 4:  # a click to see a few more words is not worth it
         return 0, n
-    terms = [(max(0, h.start), min(n, h.end)) for h in highlights if h.kind == "term" and h.start < h.end]
+    terms = [(max(0, h.start), min(n, h.end)) for h in highlights if h.kind in ("term", "entity") and h.start < h.end]
     answer = next(((max(0, h.start), min(n, h.end)) for h in highlights if h.kind == "answer"), None)
     w = min(n, max(width, answer[1] - answer[0] + 2 * _MARGIN)) if answer else width
     focus = answer or (terms[0] if terms else (0, 0))
