@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS writes (
   article TEXT);
 CREATE INDEX IF NOT EXISTS writes_task ON writes(task);
 CREATE INDEX IF NOT EXISTS writes_id ON writes(id);
+CREATE TABLE IF NOT EXISTS applied (target TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
+# ``applied``: for a store that takes writes directly (Milvus), the last write applied to it.
 Op = Literal["put", "delete"]
 TaskState = Literal["enqueued", "indexed", "failed"]
 
@@ -155,6 +157,19 @@ class Archive:
                 return None
             ids = [r[0] for r in self._db.execute("SELECT id FROM writes WHERE task = ? ORDER BY seq", (task_id,))]
         return Task(row[0], row[1], row[2], ids, row[3], row[4], row[5])
+
+    def applied(self, target: str) -> int:
+        """The last write applied to ``target`` (a store taking writes directly), 0 if none."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM applied WHERE target = ?", (target,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_applied(self, target: str, seq: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO applied (target, seq) VALUES (?, ?) ON CONFLICT(target) DO UPDATE SET seq = excluded.seq",
+                (target, seq),
+            )
 
     def counts(self) -> dict[str, int]:
         """Tasks by state."""

@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -278,6 +277,11 @@ class Writer:
     def pending(self) -> int:
         return max(0, self.archive.last_seq() - self.segment.seq)
 
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            self._embedder = self._encoder()
+        return self._embedder
+
     # -- switching generations ---------------------------------------------------------------
     def rebase(self, base_seq: int, switch: Callable[[LiveSegment], None]) -> LiveSegment:
         """Rebase the segment on a new served generation holding the archive up to ``base_seq``;
@@ -328,9 +332,7 @@ class Writer:
         puts = [w for w in writes if w.op == "put" and w.article is not None]
         rows: dict[int, LiveRows] = {}
         if puts:
-            if self._embedder is None:
-                self._embedder = self._encoder()
-            made = self._prepare([w.article for w in puts if w.article is not None], self._embedder, self.settings)
+            made = self._prepare([w.article for w in puts if w.article is not None], self.embedder(), self.settings)
             rows = {w.seq: r for w, r in zip(puts, made, strict=True)}
         with self._cond:
             # a reload may have rebased the segment meanwhile: apply() skips what its generation holds
@@ -346,7 +348,51 @@ class Writer:
             self.on_full()
 
 
-def served_archive_seq(generation: Path) -> int:
-    from indexer import layout
+class MilvusWriter(Writer):
+    """Applies the archive's writes straight to the Milvus collections the alias serves (upsert
+    and delete by article, indexer/milvus.py ServedGeneration): Milvus is the live index, so
+    there is no segment to merge. The last write applied is kept in the archive, so a restart
+    resumes after it (re-applying one is harmless: upserts and deletes are by id)."""
 
-    return layout.Manifest.read(generation).archive_seq
+    def __init__(
+        self,
+        archive: Archive,
+        settings: Settings,
+        dim: int,
+        refresh: Callable[[], None],
+        encoder: Callable[[], Any],
+    ) -> None:
+        self.target = f"milvus:{settings.milvus_prefix}"
+        super().__init__(archive, settings, dim, 0, lambda seg: None, encoder)
+        self.segment = LiveSegment.empty(dim, archive.applied(self.target))
+        self.refresh = refresh
+
+    def _index(self, writes: list[Write]) -> None:
+        from indexer.milvus import ServedGeneration
+
+        t0 = time.perf_counter()
+        gen = ServedGeneration(self.settings)
+        if gen.manifest.archive_seq > self.segment.seq:  # a build published since holds these
+            writes = [w for w in writes if w.seq > gen.manifest.archive_seq]
+        # runs of puts and of deletes, in order; within a run of puts the last of an id wins
+        i = 0
+        while i < len(writes):
+            j = i
+            while j < len(writes) and writes[j].op == writes[i].op:
+                j += 1
+            run = writes[i:j]
+            if run[0].op == "put":
+                latest = {w.id: w.article for w in run if w.article is not None}
+                gen.upsert_articles(list(latest.values()), self.embedder(), self.settings)
+            else:
+                gen.delete([w.id for w in run])
+            i = j
+        last = max(w.seq for w in writes) if writes else self.segment.seq
+        self.archive.set_applied(self.target, last)
+        self.refresh()
+        with self._cond:
+            self.segment = replace(self.segment, seq=max(self.segment.seq, last))
+            self.archive.finish({w.task for w in writes}, "indexed")
+            self.indexed_writes += len(writes)
+            self.last_seconds = time.perf_counter() - t0
+            self._cond.notify_all()

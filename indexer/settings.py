@@ -194,5 +194,5 @@ class Settings(BaseSettings):
 
     @property
     def writes_on(self) -> bool:
-        """Whether a server takes writes: a token is set (the live segment reads local files)."""
-        return bool(self.admin_token) and self.store == "local"
+        """Whether a server takes writes: a token is set."""
+        return bool(self.admin_token)

@@ -484,3 +484,36 @@ def test_writes_and_searches_under_load_end_equal_to_a_build_from_scratch(tmp_pa
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_writes_through_the_milvus_store(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    """The same routes upsert and delete in the served Milvus collections."""
+    from fastapi.testclient import TestClient
+
+    from indexer.build import build_index
+    from indexer.milvus import publish
+    from web.app import create_app, open_state
+
+    s = Settings(
+        index_dir=tmp_path / "index", admin_token=TOKEN, store="milvus", milvus_uri=str(tmp_path / "milvus.db")
+    )
+    result = build_index(CORPUS, s.index_dir, embedder, s, progress=False)
+    publish(result.generation, s)
+    st = open_state(s, embedder)
+    with TestClient(create_app(s, st)) as c:
+        r = c.put("/articles/vivatech-2023?wait=true", json=VIVATECH, headers=AUTH)
+        assert r.status_code == 200 and r.json()["status"] == "indexed", r.json()
+        res = c.get("/search", params={"q": QUESTION}).json()
+        assert ids(res)[0] == "vivatech-2023" and "Clara Dupont" in res["answer"]["span_text"]
+        assert c.get("/articles/vivatech-2023").json()["title"] == VIVATECH["title"]
+        assert set(ids(c.get("/search", params={"q": "salon", "person": "Clara Dupont"}).json())) == {"vivatech-2023"}
+        new = {k: v.replace("Clara Dupont", "Julie Martin") for k, v in VIVATECH.items()}
+        assert c.put("/articles/vivatech-2023?wait=true", json=new, headers=AUTH).json()["status"] == "indexed"
+        assert "Julie Martin" in c.get("/search", params={"q": QUESTION}).json()["answer"]["span_text"]
+        assert c.delete("/articles/vivatech-2023?wait=true", headers=AUTH).json()["status"] == "indexed"
+        assert "vivatech-2023" not in ids(c.get("/search", params={"q": QUESTION}).json())
+        assert c.get("/articles/vivatech-2023").status_code == 404
+        assert c.get("/health").json()["writes"]["enabled"] is True
+    st.close()
+    # a restart resumes after the last write applied: nothing is applied twice
+    assert st.writer.archive.applied(f"milvus:{s.milvus_prefix}") == 3

@@ -134,7 +134,9 @@ class State:
                 self.runtime = Runtime.load(self.settings)
             engine = Engine.open(self.settings.index_dir, self.settings, self.runtime)
             engine.answers.warm()
-            if self.settings.writes_on:
+            if self.settings.writes_on and self.settings.store == "milvus":
+                self._attach_milvus_writes(engine)
+            elif self.settings.writes_on:
                 self._attach_writes(engine)
             self.engine, self.error = engine, None  # one reference swap: in-flight requests keep theirs
             return engine.generation.name
@@ -167,6 +169,23 @@ class State:
             assert live is not None
             self.writer.rebase(base.manifest.archive_seq, lambda seg: live.switch(base, seg))
         engine.store = live
+
+    def _attach_milvus_writes(self, engine: Engine) -> None:
+        """Writes go straight to the served Milvus collections (no live segment, no merge)."""
+        from indexer.archive import Archive
+        from indexer.live import MilvusWriter
+
+        if self.writer is None:
+
+            def refresh() -> None:
+                store = self.engine.store if self.engine is not None else None
+                if store is not None and hasattr(store, "refresh"):
+                    store.refresh()
+
+            self.writer = MilvusWriter(
+                Archive.of(self.settings.index_dir), self.settings, engine.runtime.dim, refresh, self.embedder
+            )
+            self.writer.start()
 
     def merge(self) -> bool:
         """Fold the live segment into a new generation (a build, which folds the archive in) and
