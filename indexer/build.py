@@ -261,6 +261,20 @@ def build_index(
             raise
 
 
+def served_articles(index_dir: Path) -> CorpusReport:
+    """The served generation's articles, as read from its store: what a merge starts from (the
+    corpus folder may have moved or changed since; `salon index` is the rebuild from files)."""
+    gen = layout.current_generation(index_dir)
+    db = sqlite3.connect(f"file:{gen / layout.STORE}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT id, text, title, date, event, place, source, language, url, path FROM articles ORDER BY row"
+        ).fetchall()
+    finally:
+        db.close()
+    return CorpusReport([Article(*(x or "" for x in r)) for r in rows])
+
+
 def diff_with_served(index_dir: Path, articles: list[Article]) -> dict[str, int]:
     """Compare the corpus with the served generation by content hash (empty if none is served).
 

@@ -590,19 +590,17 @@ def _remote_token(s: Settings, token: str | None) -> str:
 
 
 def _fold_archive(ctx: click.Context, s: Settings) -> Any:
-    """Rebuild the local index with the archive's writes folded in (as a server's merge does)."""
+    """Rebuild the local index from its articles with the archive's writes folded in (as a
+    server's merge does); without an index yet, from the corpus folder."""
     from indexer import layout
-    from indexer.build import build_index
+    from indexer.build import build_index, served_articles
     from indexer.corpus import CorpusReport, read_corpus
     from indexer.model import Embedder
 
     try:
-        folder = Path(layout.Manifest.read(layout.current_generation(s.index_dir)).corpus)
+        report = served_articles(s.index_dir)
     except layout.IndexError_:
-        folder = s.corpus_dir
-    if not folder.is_dir():
-        folder = s.corpus_dir
-    report = read_corpus(folder, s.max_article_mb) if folder.is_dir() else CorpusReport()
+        report = read_corpus(s.corpus_dir, s.max_article_mb) if s.corpus_dir.is_dir() else CorpusReport()
     return build_index(report, s.index_dir, Embedder.from_settings(s), s, progress=not as_json(ctx), wait=True)
 
 

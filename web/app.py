@@ -188,20 +188,24 @@ class State:
             self.writer.start()
 
     def merge(self) -> bool:
-        """Fold the live segment into a new generation (a build, which folds the archive in) and
-        serve it; False when a merge is already running. Blocking: callers run it on a thread."""
+        """Fold the live segment into a new generation and serve it: a build of the served
+        generation's articles, which folds the archive in (texts already encoded come from the
+        embedding cache). False when a merge is already running. Blocking: callers run it on a
+        thread."""
         if self.writer is None or not self.merging.acquire(blocking=False):
             return False
         try:
-            from indexer.build import build_index
-            from indexer.corpus import CorpusReport, read_corpus
+            from indexer.build import build_index, served_articles
 
             t0 = time.perf_counter()
-            folder = Path(self.engine.manifest.corpus) if self.engine else self.settings.corpus_dir
-            if not folder.is_dir():
-                folder = self.settings.corpus_dir
-            report = read_corpus(folder, self.settings.max_article_mb) if folder.is_dir() else CorpusReport()
-            build_index(report, self.settings.index_dir, self.embedder(), self.settings, progress=False, wait=True)
+            build_index(
+                served_articles(self.settings.index_dir),
+                self.settings.index_dir,
+                self.embedder(),
+                self.settings,
+                progress=False,
+                wait=True,
+            )
             self.reload()
             self.merges += 1
             self.last_merge_seconds = time.perf_counter() - t0
@@ -494,6 +498,14 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         finally:
             st.questions.release()
 
+    def check_admin(bearer: Any) -> None:
+        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+        if not token:
+            raise SearchError("admin_disabled", "admin routes are off: set SALON_ADMIN_TOKEN", 403)
+        given = bearer.credentials if bearer is not None else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise SearchError("unauthorized", "bad or missing bearer token", 401)
+
     def cache_headers(request: Request, engine: Engine) -> dict[str, str]:
         """A weak ETag from the served generation and the request's query: the same request
         gets the same answer until a new generation is served. Clients revalidate each time."""
@@ -754,18 +766,32 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
+        "/admin/merge",
+        tags=["admin"],
+        summary="Fold the live segment into a new generation now, and serve it (needs SALON_ADMIN_TOKEN)",
+        responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+    )
+    def admin_merge(st: StateDep, bearer: BearerDep) -> Any:
+        check_admin(bearer)
+        if st.writer is None or st.live is None:
+            raise SearchError("merge_unavailable", "no live segment to merge (writes off, or the Milvus store)", 409)
+        t0 = time.perf_counter()
+        if not st.merge():
+            raise SearchError("merge_failed", st.merge_error or "a merge is already running", 409)
+        return {
+            "status": "ok",
+            "generation": st.engine.generation.name if st.engine else None,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+
+    @app.post(
         "/admin/reload",
         tags=["admin"],
         summary="Serve the newest index generation (needs SALON_ADMIN_TOKEN)",
         responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
     )
     def admin_reload(st: StateDep, bearer: BearerDep) -> Any:
-        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-        if not token:
-            raise SearchError("admin_disabled", "admin routes are off: set SALON_ADMIN_TOKEN", 403)
-        given = bearer.credentials if bearer is not None else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise SearchError("unauthorized", "bad or missing bearer token", 401)
+        check_admin(bearer)
         try:
             name = st.reload()
         except (layout.IndexError_, ModelError) as exc:
