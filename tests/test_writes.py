@@ -153,7 +153,7 @@ def test_merge_folds_the_segment_and_equals_a_build_from_scratch(writable, embed
     from indexer.build import build_index
     from search.engine import Engine
 
-    c, st, _ = writable
+    c, _, _ = writable
     lines = [
         json.dumps({"id": "vivatech-2023"} | VIVATECH),
         json.dumps(
