@@ -107,6 +107,7 @@ class LiveData:
         self.postings: dict[str, list[tuple[int, int]]] = {}  # term → [(chunk row, tf)]
         self.articles: list[Article] = []
         self.entities: list[tuple[tuple[str, str, str], ...]] = []
+        self.entity_rows: dict[tuple[str, str], list[int]] = {}  # (kind, key) → article rows
         self.mentions: list[tuple[tuple[tuple[int, int], ...], ...]] = []
         self.seqs: list[int] = []  # the archive write each article row comes from
         self.spans: list[tuple[int, int, int, int]] = []  # chunk rows [c0, c1), sentence rows [s0, s1)
@@ -126,6 +127,8 @@ class LiveData:
         self.chunk_meta.extend(meta)
         self.chunk_vecs.extend(r.chunk_vecs.astype(np.float32))
         self.entities.append(tuple(r.entities))
+        for kind, key, _ in r.entities:
+            self.entity_rows.setdefault((kind, key), []).append(row)
         self.mentions.append(tuple(tuple(m) for m in r.mentions))
         self.seqs.append(seq)
         self.spans.append((c0, self.chunk_vecs.n, s0, self.sent_vecs.n))

@@ -204,12 +204,8 @@ class LiveView:
 
     def entity_articles(self, kind: str, key: str) -> frozenset[int]:
         found = set(self.base.entity_articles(kind, key)) - self.hidden_articles
-        ents = self.seg.data.entities
-        found |= {
-            self.na + r
-            for r in np.flatnonzero(self.alive).tolist()
-            if any(k == kind and ky == key for k, ky, _ in ents[r])
-        }
+        n = len(self.alive)
+        found |= {self.na + r for r in self.seg.data.entity_rows.get((kind, key), ()) if r < n and self.alive[r]}
         return frozenset(found)
 
     def person_keys_ending(self, word: str) -> frozenset[str]:
