@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-v2
 # Ray and Milvus are an extra the tests install; `make run` never needs them.
 SCALE_STAMP := $(VENV)/.installed-scale-v1
 
-.PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-txtai bench-memory bench-reader bench-small bench-build bench-entities bench-load bench-encode bench-scale bench-ann bench-milvus bench-ray plots chromium clean
+.PHONY: run test setup scale model index lint docs bench-deps bench-quality bench-txtai bench-memory bench-reader bench-small bench-build bench-entities bench-writes bench-load bench-encode bench-scale bench-ann bench-milvus bench-ray plots chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ bench-quality: bench-deps
 # The PIAF half of bench-quality alone: Salon beside txtai on the same passages and questions.
 bench-txtai: bench-deps
 	$(PY) bench/quality.py ../shared/eval/piaf-dev --no-cache --out docs/bench/retrieval-piaf.json
+
+# The live archive: write → searchable, write throughput, search beside a live segment, rankings
+# after writes and a merge against a build from scratch (bench/writes.py).
+bench-writes: bench-deps
+	$(PY) bench/writes.py ../shared/eval/orangesum --size 20000 --live 1000 --json docs/bench/writes-20k.json
 
 # The server's fixed cost as a new user meets it (memory, start to the first answer) beside txtai,
 # and what the answer step adds to a PIAF question.

@@ -31,6 +31,7 @@ import shutil
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,18 @@ def main() -> None:
     inside = {a.id for a in base_arts}
     label = args.size
     base_dir = ensure_index(label, base_arts, embedder, settings, False, args.cached_only)
-    outside = [a for a in ds.articles if a.id not in inside and a.title]
+    # OrangeSum articles carry no title: their headline where the dataset has one, else their
+    # first words (what the write → searchable step searches for)
+    heads = {
+        json.loads(x)["gold_doc_id"]: json.loads(x)["query"]
+        for x in (args.dataset / "headlines-valid.jsonl").read_text(encoding="utf-8").splitlines()
+        if x.strip()
+    }
+    outside = [
+        replace(a, title=a.title or heads.get(a.id) or " ".join(a.text.split()[:12]))
+        for a in ds.articles
+        if a.id not in inside
+    ]
     levels = [int(x) for x in args.live.split(",") if x]
     need = args.writes + max(levels, default=0)
     if len(outside) < need:
@@ -202,7 +214,7 @@ def main() -> None:
         build_index(CorpusReport(list(final.values())), s2.index_dir, embedder, s2, progress=False)
         scratch = Engine.open(s2.index_dir, s2, embedder)
         same = 0
-        qn = [q.question for q in piaf.questions[: args.piaf_questions]]
+        qn = [q.text for q in piaf.questions[: args.piaf_questions]]
         with httpx.Client(timeout=60) as c:
             for q in qn:
                 served = c.get(f"{b.base}/search", params={"q": q, "answer": "false"}).json()["results"]
