@@ -78,9 +78,14 @@ class Rows:
     """A growable 2-D array: rows are appended, never changed, so a reader of the first ``n``
     rows is never disturbed by a writer adding more (growing copies into a new array)."""
 
-    def __init__(self, width: int, dtype: Any) -> None:
-        self.array = np.zeros((16, width), dtype=dtype)
+    def __init__(self, width: int, dtype: Any, capacity: int = 16) -> None:
+        self.array = np.zeros((capacity, width), dtype=dtype)
         self.n = 0
+
+    def rows(self) -> np.ndarray:
+        """The rows appended so far (``n`` read first: the array then holds at least that many)."""
+        n = self.n
+        return self.array[:n]
 
     def extend(self, rows: np.ndarray) -> None:
         need = self.n + len(rows)
@@ -104,7 +109,7 @@ class LiveData:
         self.sent_meta = Rows(3, np.int64)  # article row, start, end
         self.sent_terms: list[frozenset[str]] = []
         self.chunk_tokens: list[list[str]] = []
-        self.postings: dict[str, list[tuple[int, int]]] = {}  # term → [(chunk row, tf)]
+        self.postings: dict[str, Rows] = {}  # term → (chunk row, tf) rows
         self.articles: list[Article] = []
         self.entities: list[tuple[tuple[str, str, str], ...]] = []
         self.entity_rows: dict[tuple[str, str], list[int]] = {}  # (kind, key) → article rows
@@ -120,9 +125,14 @@ class LiveData:
         self.sent_meta.extend(np.array([(row, a, b) for a, b in r.sentences], dtype=np.int64).reshape(-1, 3))
         self.sent_terms.extend(r.sent_terms)
         self.chunk_tokens.extend(r.chunk_tokens)
+        per: dict[str, list[tuple[int, int]]] = {}
         for i, toks in enumerate(r.chunk_tokens):
             for t, tf in Counter(toks).items():
-                self.postings.setdefault(t, []).append((c0 + i, tf))
+                per.setdefault(t, []).append((c0 + i, tf))
+        for t, posts in per.items():
+            if t not in self.postings:
+                self.postings[t] = Rows(2, np.int64, 4)
+            self.postings[t].extend(np.array(posts, dtype=np.int64))
         self.chunk_len.extend(np.array([[len(t)] for t in r.chunk_tokens], dtype=np.float32).reshape(-1, 1))
         self.chunk_meta.extend(meta)
         self.chunk_vecs.extend(r.chunk_vecs.astype(np.float32))

@@ -120,23 +120,30 @@ class LiveView:
             df = self.base.doc_freq(set(terms))
             norm = K1 * ((1 - B) + B * self.chunk_len / self.avgdl)
             for t in terms:  # repeated terms count again, as bm25s counts them
-                posts = [(r, tf) for r, tf in self.seg.data.postings.get(t, ()) if r < len(scores)]
-                if not posts:
+                posts = self._postings(t)
+                if not len(posts):
                     continue
                 idf = math.log(1 + (self.nc - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5))
-                rows = np.fromiter((r for r, _ in posts), np.int64, len(posts))
-                tfs = np.fromiter((tf for _, tf in posts), np.float32, len(posts))
+                rows, tfs = posts[:, 0], posts[:, 1].astype(np.float32)
                 scores[rows] += idf * tfs / (norm[rows] + tfs)
             scores = np.where(ok, scores, 0.0)
         ids = np.flatnonzero(scores > 0)
         top = ids[np.lexsort((ids, -scores[ids]))][:n]
         return self._merge(got, top, scores[top], n)
 
+    def _postings(self, term: str) -> np.ndarray:
+        """(chunk row, tf) of ``term`` in this snapshot's chunks."""
+        p = self.seg.data.postings.get(term)
+        if p is None:
+            return np.zeros((0, 2), np.int64)
+        got = p.rows()
+        return got[got[:, 0] < len(self.chunk_meta)]
+
     def doc_freq(self, terms: Iterable[str]) -> dict[str, int]:
         terms = set(terms)
         df = self.base.doc_freq(terms)
         for t in terms:
-            df[t] = df.get(t, 0) + sum(1 for r, _ in self.seg.data.postings.get(t, ()) if r < len(self.chunk_meta))
+            df[t] = df.get(t, 0) + len(self._postings(t))
         return df
 
     # -- rows ----------------------------------------------------------------------------------
