@@ -207,7 +207,7 @@ def headline_people(folder: Path, max_docs: int) -> dict[str, Any]:
     arts = [by_id[q.gold_doc] for q, _ in wanted]
     t0 = time.perf_counter()
     found = find_mentions([a.text for a in arts], [split_sentences(a.text) for a in arts])
-    ents = [merge(a.text, ms, a.place) for a, ms in zip(arts, found, strict=True)]
+    ents = [merge(a.text, ms, a.place, a.event) for a, ms in zip(arts, found, strict=True)]
     seconds = time.perf_counter() - t0
     n_names = as_person = any_kind = heads_all = 0
     missed: Counter[str] = Counter()
@@ -251,7 +251,7 @@ def _ner_seconds(articles: list) -> float:  # type: ignore[type-arg]
     sents = [split_sentences(t) for t in texts]
     t0 = time.perf_counter()
     for a, ms in zip(articles, find_mentions(texts, sents), strict=True):
-        merge(a.text, ms, a.place)
+        merge(a.text, ms, a.place, a.event)
     return time.perf_counter() - t0
 
 

@@ -119,7 +119,10 @@ def find_entities(prepared: list[Prepared], cache: EmbeddingCache | None, progre
     from indexer import entities
 
     model = entities.model_id()
-    keys = [hashlib.sha256(f"{model}\x00{p.article.place}\x00{p.article.text}".encode()).digest() for p in prepared]
+    keys = [
+        hashlib.sha256(f"{model}\x00{p.article.place}\x00{p.article.event}\x00{p.article.text}".encode()).digest()
+        for p in prepared
+    ]
     hits = cache.get_entities(keys) if cache is not None else {}
     todo = [i for i, k in enumerate(keys) if k not in hits]
     for i, k in enumerate(keys):
@@ -131,7 +134,7 @@ def find_entities(prepared: list[Prepared], cache: EmbeddingCache | None, progre
     fresh = []
     for i, mentions in zip(todo, found, strict=True):
         p = prepared[i]
-        p.entities = entities.merge(p.article.text, mentions, p.article.place)
+        p.entities = entities.merge(p.article.text, mentions, p.article.place, p.article.event)
         p.ner_ran = True
         fresh.append((keys[i], json.dumps([[e.key, e.kind, e.name, e.mentions] for e in p.entities])))
     if cache is not None and fresh:
