@@ -109,9 +109,10 @@ bench-build: setup
 
 # Entities: PIAF dev built with the embedding cache off, entities off and on side by side (build
 # time, store bytes per passage), and how often a gold answer that is a name is among its passage's
-# entities.
+# entities; then the person names of the OrangeSum headlines found in their articles (NER only).
 bench-entities: setup
 	$(PY) bench/entities.py ../shared/eval/piaf-dev --json docs/bench/entities-piaf.json
+	$(PY) bench/entities.py ../shared/eval/orangesum --headlines --json docs/bench/entities-orangesum.json
 
 # HTTP load on `salon serve` at 1, 4 and 16 clients, with a rebuild and hot reload mid-run.
 bench-load: setup

@@ -1,6 +1,7 @@
 """Entities (issue 33): what they cost a build, what they take on disk, how often they hold the answer.
 
     .venv/bin/python bench/entities.py ../shared/eval/piaf-dev --json docs/bench/entities-piaf.json
+    .venv/bin/python bench/entities.py ../shared/eval/orangesum --headlines --json docs/bench/entities-orangesum.json
 
 One run, side by side: PIAF dev built with the embedding cache off, entities off then on (twice,
 alternating, so a machine busy with something else slows both alike); the store's size per
@@ -8,6 +9,14 @@ passage with and without them; then, over the build with entities, the PIAF ques
 answer is a person, an organisation or a place (the question asks « qui », « où », « quelle
 entreprise », « quelle ville »…, and the answer is written as a name: capitalised, at most six
 words): how often the gold answer is among its passage's extracted entities (``make bench-entities``).
+
+With ``--headlines`` (OrangeSum): the person names of each headline (a run of capitalised words,
+at least a first name and a surname, whose first and last words the articles write capitalised
+more often than not, so « Affaire Traoré » gives nothing and « Marine Le Pen » is kept; the
+cars, places and brands among them, read by hand, set aside: ``NOT_PEOPLE``) and how
+often each is among its article's extracted entities, as a person or of any kind; NER only, no
+build. The subset is ``load_dataset``'s: every headline's article plus random ones up to
+``--max-docs``; only the headlines' articles are read.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from indexer import layout
 from indexer.build import build_index
@@ -50,7 +60,12 @@ def main() -> None:
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--repeat", type=int, default=2, help="builds of each kind, alternating")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--headlines", action="store_true", help="OrangeSum: person names of the headlines")
+    ap.add_argument("--max-docs", type=int, default=2400, help="with --headlines: the subset's size")
     args = ap.parse_args()
+    if args.headlines:
+        write_json(args.json, headline_people(args.dataset, args.max_docs))
+        return
     ds = load_dataset(args.dataset)
     base = Settings()
     embedder = Embedder.from_settings(base, use_cache=False)
@@ -141,6 +156,92 @@ def main() -> None:
     write_json(args.json, report)
 
 
+_NAME_WORD = r"[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+(?:-[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+)*"
+# « Charles de Gaulle », « Marine Le Pen », « Xavier Dupont de Ligonnès »
+_NAME_RUN = re.compile(rf"{_NAME_WORD}(?:\s+(?:(?:de|du|des|von|van|der|di|da|del|le|la)\s+)?{_NAME_WORD})+")
+
+
+# What names_in finds in the 1,498 headlines that is not a person, read by hand: cars, places,
+# brands, titles, fictional characters, and runs that join two names or a name to a place.
+NOT_PEOPLE = frozenset(
+    """Al Qaïda|Alfa Romeo|Alpes de Haute-Provence|Ares Design Project|Aston Martin|Aston Martin Vantage|
+    Baby Bugatti|Bella Ciao|Bentley Continental|Bilbo le Hobbit|Buenos Aires|Bugatti Chiron Pur|
+    Cabriolet Regatta Edition|Candy Crush|Charlie Hebdo|Checkpoint Charlie|Chevaliers du Fiel|
+    Chevrolet Corvette|Chiron Pur|Congrès de Versailles|Disneyland Paris|Driving Academy|Ehpad de Mulhouse|
+    Ehpad de Paris|Emmy Awards|Ferris Bueller|Ford Mustang|France Télévisions|François Mitterrand Michel Charasse|
+    General Electric|Irlande du Nord|John Cooper Works|Laguna Seca|Land Rover|Las Vegas|Litchfield Motors|
+    London Olympia|Los Angeles|Lotus Evija|Louis Vuitton|Lucky Luke|Mac Donald|Malaysia Airlines|Maserati Indy|
+    Mecum Auctions|Miss France|Miss Grande-Bretagne|Monterey Car Week|Morgan Plus Four|Mulliner Cabriolet|
+    New York|New York Times|Notre-Dame de Paris|Philharmonie de Paris|Porsche Gemballa Mirage|Qatar Airways|
+    Quattroporte Trofeo|Range Rover Fifty Limited Edition|Revenant Automotive|Sao Paulo|Sri Lanka|St Tropez|
+    Taj Mahal|Tate Modern|The Voice|Twitter de Stéphane Bern|Téhéran Ghalibaf|Volkswagen Touareg|
+    Waldorf Astoria|Zagato Iso|Élégance de Kyoto""".replace("\n", "")
+    .replace("    ", "")
+    .split("|")
+)
+
+
+def names_in(headline: str, words: Counter[str]) -> list[str]:
+    """The person-like names of a headline: runs of capitalised words trimmed of the words that
+    ``words`` (counts over the articles) shows more often lower-cased (« Affaire », « En »)."""
+    out = []
+    for m in _NAME_RUN.finditer(headline):
+        ws = m.group().split()
+        while ws and words[ws[0].lower()] >= words[ws[0]]:
+            ws.pop(0)
+        while ws and words[ws[-1].lower()] >= words[ws[-1]]:
+            ws.pop()
+        if len(ws) >= 2 and ws[0][:1].isupper() and " ".join(ws) not in NOT_PEOPLE:
+            out.append(" ".join(ws))
+    return out
+
+
+def headline_people(folder: Path, max_docs: int) -> dict[str, Any]:
+    from indexer.chunking import split_sentences
+    from indexer.entities import find_mentions, merge
+
+    ds = load_dataset(folder, max_docs=max_docs)
+    words = Counter(w for a in ds.articles for w in re.findall(r"[\w-]+", a.text))
+    by_id = {a.id: a for a in ds.articles}
+    wanted = [(q, names) for q in ds.questions if (names := names_in(q.text, words))]
+    arts = [by_id[q.gold_doc] for q, _ in wanted]
+    t0 = time.perf_counter()
+    found = find_mentions([a.text for a in arts], [split_sentences(a.text) for a in arts])
+    ents = [merge(a.text, ms, a.place, a.event) for a, ms in zip(arts, found, strict=True)]
+    seconds = time.perf_counter() - t0
+    n_names = as_person = any_kind = heads_all = 0
+    missed: Counter[str] = Counter()
+    for (_, names), a, es in zip(wanted, arts, ents, strict=True):
+        kinds: dict[str, set[str]] = {}
+        for e in es:  # an entity's name, or one of its mentions (« Macron » where the article says « Emmanuel Macron »)
+            for k in {e.key} | {key_of(a.text[s:t]) for s, t in e.mentions}:
+                kinds.setdefault(k, set()).add(e.kind)
+        got = [kinds.get(key_of(n), set()) for n in names]
+        n_names += len(names)
+        as_person += sum("person" in g for g in got)
+        any_kind += sum(bool(g) for g in got)
+        heads_all += all("person" in g for g in got)
+        missed.update(n for n, g in zip(names, got, strict=True) if "person" not in g)
+    report = {
+        "dataset": ds.name,
+        "subset": ds.note,
+        "headlines": len(ds.questions),
+        "headlines_with_names": len(wanted),
+        "names": n_names,
+        "ner": model_id(),
+        "ner_s": round(seconds, 1),
+        "names_extracted_as_person": round(as_person / n_names, 3),
+        "names_extracted_any_kind": round(any_kind / n_names, 3),
+        "headlines_all_names_as_person": round(heads_all / len(wanted), 3),
+        "most_missed_as_person": missed.most_common(30),
+    }
+    print(f"\n{ds.name}: {ds.note}; {len(wanted)} of {len(ds.questions)} headlines name {n_names} people")
+    cols = ("names_extracted_as_person", "names_extracted_any_kind", "headlines_all_names_as_person")
+    header = ["names extracted as a person", "of any kind", "headlines with all their names as people"]
+    print(table(header, [[report[k] for k in cols]]))
+    return report
+
+
 def _ner_seconds(articles: list) -> float:  # type: ignore[type-arg]
     """NER's own time on these articles (sentences split beforehand, not counted)."""
     from indexer.chunking import split_sentences
@@ -150,7 +251,7 @@ def _ner_seconds(articles: list) -> float:  # type: ignore[type-arg]
     sents = [split_sentences(t) for t in texts]
     t0 = time.perf_counter()
     for a, ms in zip(articles, find_mentions(texts, sents), strict=True):
-        merge(a.text, ms, a.place)
+        merge(a.text, ms, a.place, a.event)
     return time.perf_counter() - t0
 
 

@@ -87,7 +87,22 @@ class BuildResult:
 
 
 def prepare(articles: list[Article], embedder: Embedder, settings: Settings, progress: bool = True) -> list[Prepared]:
-    """Sentences and chunks of each article (offsets into ``article.text``)."""
+    """Sentences and chunks of each article (offsets into ``article.text``), and its entities."""
+    ner = EntityFinder(articles, embedder.cache, progress) if settings.entities else None
+    try:
+        out = _split(articles, embedder, settings, progress, ner)
+        if ner is not None:
+            ner.finish(out)
+    finally:
+        if ner is not None:
+            ner.close()
+    return out
+
+
+def _split(
+    articles: list[Article], embedder: Embedder, settings: Settings, progress: bool, ner: EntityFinder | None
+) -> list[Prepared]:
+    """Sentences and chunks of each article; each block of articles split goes to ``ner``."""
     tok = embedder.model.tokenizer
     prompt_tokens = len(tok(embedder.passage_prompt, add_special_tokens=True)["input_ids"])
     iterable: object = articles
@@ -95,7 +110,7 @@ def prepare(articles: list[Article], embedder: Embedder, settings: Settings, pro
         from tqdm import tqdm
 
         iterable = tqdm(articles, desc="splitting", unit="article", file=sys.stderr, disable=None)
-    out = []
+    out: list[Prepared] = []
     for art in iterable:  # type: ignore[attr-defined]
         paras = paragraphs(art.text)
         sents = split_sentences(art.text, paras)
@@ -111,35 +126,94 @@ def prepare(articles: list[Article], embedder: Embedder, settings: Settings, pro
             settings.chunk_overlap,
         )
         out.append(Prepared(art, sents, chunks, [by_span[(s.start, s.end)] for s in sents]))
-    if settings.entities:
-        find_entities(out, embedder.cache, progress)
+        if ner is not None and len(out) % NER_BLOCK == 0:
+            ner.add(out, len(out) - NER_BLOCK)
+    if ner is not None and len(out) % NER_BLOCK:
+        ner.add(out, len(out) - len(out) % NER_BLOCK)
     return out
 
 
-def find_entities(prepared: list[Prepared], cache: EmbeddingCache | None, progress: bool = True) -> int:
-    """Fill each article's entities: from the cache where it has them, else by NER over the
-    sentences already split. Return the number of articles NER ran on."""
-    from indexer import entities
+NER_BLOCK = 64  # articles handed to the NER thread at a time
 
-    model = entities.model_id()
-    keys = [hashlib.sha256(f"{model}\x00{p.article.place}\x00{p.article.text}".encode()).digest() for p in prepared]
-    hits = cache.get_entities(keys) if cache is not None else {}
-    todo = [i for i, k in enumerate(keys) if k not in hits]
-    for i, k in enumerate(keys):
-        if k in hits:
-            prepared[i].entities = [Entity(e[0], e[1], e[2], [(a, b) for a, b in e[3]]) for e in json.loads(hits[k])]
-    found = entities.find_mentions(
-        [prepared[i].article.text for i in todo], [prepared[i].sentences for i in todo], progress and len(todo) > 20
-    )
-    fresh = []
-    for i, mentions in zip(todo, found, strict=True):
-        p = prepared[i]
-        p.entities = entities.merge(p.article.text, mentions, p.article.place)
-        p.ner_ran = True
-        fresh.append((keys[i], json.dumps([[e.key, e.kind, e.name, e.mentions] for e in p.entities])))
-    if cache is not None and fresh:
-        cache.put_entities(fresh)
-    return len(todo)
+
+class EntityFinder:
+    """Each article's entities: from the cache where it has them, else by NER over its sentences.
+
+    NER runs in one worker thread on blocks of articles as they are split, so it overlaps the
+    splitting and the encoding that follow (spaCy's matrix products and parser loop release the
+    GIL); the cache is read and written by the calling thread only, as the encoder uses it too.
+    """
+
+    def __init__(self, articles: list[Article], cache: EmbeddingCache | None, progress: bool = True):
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        from indexer import entities
+
+        model = entities.model_id()
+        self.keys = [
+            hashlib.sha256(f"{model}\x00{a.place}\x00{a.event}\x00{a.text}".encode()).digest() for a in articles
+        ]
+        self.cache = cache
+        self.hits = cache.get_entities(self.keys) if cache is not None else {}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="salon-ner")
+        self.blocks: list[tuple[list[int], Future[list[list[Entity]]]]] = []
+        todo = sum(k not in self.hits for k in self.keys)
+        self.bar = None
+        if progress and todo > 20:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=todo, desc="finding entities", unit="article", file=sys.stderr, disable=None)
+
+    def add(self, prepared: list[Prepared], start: int) -> None:
+        """Hand ``prepared[start:]`` to the worker (articles whose entities the cache holds excepted)."""
+        rows = [i for i in range(start, len(prepared)) if self.keys[i] not in self.hits]
+        if rows:
+            self.blocks.append((rows, self.pool.submit(self._run, [prepared[i] for i in rows])))
+
+    def _run(self, block: list[Prepared]) -> list[list[Entity]]:
+        from indexer import entities
+
+        found = entities.find_mentions([p.article.text for p in block], [p.sentences for p in block])
+        out = [
+            entities.merge(p.article.text, ms, p.article.place, p.article.event)
+            for p, ms in zip(block, found, strict=True)
+        ]
+        if self.bar is not None:
+            self.bar.update(len(block))
+        return out
+
+    def finish(self, prepared: list[Prepared]) -> int:
+        """Wait for the worker, fill each article's entities, cache the new ones; return the
+        number of articles NER ran on."""
+        for i, k in enumerate(self.keys):
+            if k in self.hits:
+                prepared[i].entities = [
+                    Entity(e[0], e[1], e[2], [(a, b) for a, b in e[3]]) for e in json.loads(self.hits[k])
+                ]
+        fresh = []
+        for rows, future in self.blocks:
+            for i, ents in zip(rows, future.result(), strict=True):
+                prepared[i].entities = ents
+                prepared[i].ner_ran = True
+                fresh.append((self.keys[i], json.dumps([[e.key, e.kind, e.name, e.mentions] for e in ents])))
+        if self.cache is not None and fresh:
+            self.cache.put_entities(fresh)
+        return len(fresh)
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+        if self.bar is not None:
+            self.bar.close()
+
+
+def find_entities(prepared: list[Prepared], cache: EmbeddingCache | None, progress: bool = True) -> int:
+    """Fill each article's entities (cache, else NER); return the number of articles NER ran on."""
+    ner = EntityFinder([p.article for p in prepared], cache, progress)
+    try:
+        ner.add(prepared, 0)
+        return ner.finish(prepared)
+    finally:
+        ner.close()
 
 
 def entity_model(settings: Settings) -> str:
@@ -310,17 +384,25 @@ def _build_into(
     runner: BatchRunner | None = None,
     archive_seq: int = 0,
 ) -> BuildResult:
-    prepared = prepare(report.articles, embedder, settings, progress)
-    t_embed = time.perf_counter()
-    if settings.sentence_vectors == "late":
-        chunk_texts, chunk_vecs, sent_vecs = _embed_late(prepared, embedder, settings, progress, runner)
-        encoded = embedder.last_encoded
-        embed_tokens = embedder.last_tokens  # tokens actually run through the model (cache hits excluded)
-    else:
-        chunk_texts, chunk_vecs, sent_vecs, encoded, embed_tokens = _embed_separately(
-            prepared, embedder, settings, progress
-        )
-    embed_seconds = time.perf_counter() - t_embed
+    # NER runs in its own thread while the articles are split and encoded (EntityFinder)
+    ner = EntityFinder(report.articles, embedder.cache, progress) if settings.entities else None
+    try:
+        prepared = _split(report.articles, embedder, settings, progress, ner)
+        t_embed = time.perf_counter()
+        if settings.sentence_vectors == "late":
+            chunk_texts, chunk_vecs, sent_vecs = _embed_late(prepared, embedder, settings, progress, runner)
+            encoded = embedder.last_encoded
+            embed_tokens = embedder.last_tokens  # tokens actually run through the model (cache hits excluded)
+        else:
+            chunk_texts, chunk_vecs, sent_vecs, encoded, embed_tokens = _embed_separately(
+                prepared, embedder, settings, progress
+            )
+        embed_seconds = time.perf_counter() - t_embed
+        if ner is not None:
+            ner.finish(prepared)
+    finally:
+        if ner is not None:
+            ner.close()
 
     import faiss
 

@@ -6,14 +6,20 @@ this module turns them into one entity per name and article:
 - a mention is cleaned of what the small model drags into it (« d’Obama » → Obama,
   « communauté de Salesforce » → Salesforce, « Salesforce n’ » → Salesforce) and dropped when
   nothing name-like is left (« c’ », « qu’ »);
-- mentions whose names fold alike (case, accents, apostrophes, hyphens) are one entity, and a
+- mentions whose names fold alike (case, accents, apostrophes, hyphens, a leading article: « Le
+  Pen » inside a sentence keeps its article, « Pen » is the same entity) are one entity, and a
   person's surname or first name alone (« Benioff ») joins the one full name it belongs to
   (« Marc Benioff ») in the same article;
-- an entity's kind is the majority label of its mentions, with one correction: the small model
-  calls a company a place whenever it follows « de » (« les clients de Salesforce »), so an
-  entity voted place whose mentions follow a company word (« son entreprise Salesforce ») more
-  often than a locative one (« à », « en », « dans »…) is an organisation (docs/quality.md,
-  Entities).
+- a mention's label is corrected by its context before the vote: after an event word (« le salon
+  Dreamforce », « l’édition 2019 de Dreamforce ») it names an event (other); a person's name takes
+  no article, so « le Tesseract », « des Proximus » are not people unless a title follows the
+  article (« le prince Harry »); names listed together (« Proximus, Engie, AB InBev ou Barry
+  Callebaut ») take the label most of the list's other names share;
+- an entity's kind is the majority label of its mentions, with two corrections: a name of the
+  article's place or event metadata is a place, or the event (other); and since the small model
+  calls a company a place whenever it follows « de » (« les clients de Salesforce »), an entity
+  voted place whose mentions follow a company word (« son entreprise Salesforce ») more often
+  than a locative one (« à », « en », « dans »…) is an organisation (docs/quality.md, Entities).
 
 Its key (the folded name) is the same in every article, so filters and facets match across them.
 NER runs only on sentences that hold a capitalised word other than a sentence-opening function
@@ -36,7 +42,7 @@ from indexer.chunking import Span
 # The kinds, as the API names them, of spaCy's French labels.
 KINDS = {"PER": "person", "ORG": "organisation", "LOC": "place", "MISC": "other"}
 # Bumped when cleaning, merging or labelling changes: cached results and manifests carry it.
-RULES_VERSION = "salon-entities-1"
+RULES_VERSION = "salon-entities-2"
 
 _APOS = "'’‘`´"
 _ELIDED = re.compile(rf"^(?:[ldjmnstc]|qu|jusqu|lorsqu|puisqu)[{_APOS}]", re.I)
@@ -61,6 +67,24 @@ _ORG_CUE = re.compile(
     r"salari[ée]s?|employ[ée]s?|filiales?|concurrents?|rachat|actionnaires?)\s+(?:de\s+|d['’]\s*|du\s+)?$",
     re.I,
 )
+# Words after which a name is an event (« le salon Dreamforce », « l’édition 2019 de Dreamforce »).
+_EVENT_CUE = re.compile(
+    r"\b(?:(?:salons?|conf[ée]rences?|festivals?|[ée]v[ée]nements?|sommets?|forums?|foires?|expositions?|"
+    r"tournois?|championnats?)\s+|[ée]dition\s+(?:\d{4}\s+)?(?:de\s+|d['’]\s*|du\s+))$",
+    re.I,
+)
+_NAME_ARTICLES = frozenset(("le", "la", "les"))
+_KEY_ARTICLES = frozenset(("le", "la", "les", "l"))
+# Titles before a name: « le prince Harry », « le Père Manuel Álvares » are people after all.
+_TITLE_WORDS = (
+    "prince princesse roi reine pape père mère sœur frère saint sainte général maréchal capitaine colonel "
+    "amiral docteur dr professeur abbé cardinal duc duchesse comte comtesse baron baronne marquis marquise "
+    "sir lord lady empereur impératrice tsar sultan cheikh émir maître mgr monseigneur madame monsieur mme "
+    "mlle chevalier"
+)
+_TITLES = frozenset(fold(w) for w in _TITLE_WORDS.split())
+# A person's name takes no article (« le Tesseract », « des Proximus » are not people).
+_ARTICLE = frozenset("le la les l’ l' des un une ce cet cette ces".split())  # noqa: SIM905
 MAX_WORDS = 8
 
 
@@ -99,8 +123,12 @@ def ner_pipeline() -> Any:
 
 
 def key_of(name: str) -> str:
-    """The key of a name: folded (case, accents, ligatures), apostrophes and hyphens as spaces."""
-    return " ".join(re.sub(rf"[{_APOS}\-‐–]", " ", fold(name)).split())
+    """The key of a name: folded (case, accents, ligatures), apostrophes and hyphens as spaces,
+    without a leading article (« Le Pen » and « Pen », « Le Parisien » and « Parisien » are one)."""
+    words = re.sub(rf"[{_APOS}\-‐–]", " ", fold(name)).split()
+    if len(words) > 1 and words[0] in _KEY_ARTICLES:
+        words = words[1:]
+    return " ".join(words)
 
 
 def may_name(sentence: str) -> bool:
@@ -155,10 +183,14 @@ def clean(text: str, m: Mention) -> Mention | None:
             break
     else:
         return None
-    # a sentence-opening word the model took in (« Derrière Salesforce », « Selon Marc Benioff »)
+    # a sentence-opening word the model took in (« Derrière Salesforce », « Selon Marc Benioff »);
+    # a capitalised article inside a sentence is the name's own (« Marine Le Pen », « Fillon ou Le
+    # Pen », « à La Rochelle »)
     while True:
         head = re.match(r"\S+\s+", text[a:b])
         if head is None or key_of(head.group()) not in _OPENERS:
+            break
+        if key_of(head.group()) in _NAME_ARTICLES and not _sentence_start(text, a):
             break
         a += head.end()
     if (m2 := _ELIDED.match(text[a:b])) is not None:  # « Selon d’Obama »
@@ -180,15 +212,66 @@ def clean(text: str, m: Mention) -> Mention | None:
     return Mention(a, b, m.label)
 
 
+def _sentence_start(text: str, at: int) -> bool:
+    before = text[max(0, at - 40) : at].rstrip(" \t«“\"'(—–-")
+    return not before or before[-1] in ".!?:;…\n»”"
+
+
 def _context(text: str, start: int, width: int = 40) -> str:
     lo = text.rfind("\n", max(0, start - width), start)
     return text[max(lo + 1, start - width) : start]
 
 
-def merge(text: str, mentions: Sequence[Mention], places: str = "") -> list[Entity]:
-    """The article's entities from its raw mentions; ``places`` is its place metadata, where a
-    name is a place whatever the model says. Ordered by first mention."""
-    clean_ms = [c for m in mentions if (c := clean(text, m)) is not None]
+def relabel(text: str, m: Mention) -> Mention:
+    """The mention with the label its context gives: an event after an event word, not a person
+    after an article."""
+    before = _context(text, m.start)
+    if _EVENT_CUE.search(before):
+        return Mention(m.start, m.end, "MISC")
+    if m.label == "PER" and (before.split() or [""])[-1].lower() in _ARTICLE:
+        words = text[m.start : m.end].split()
+        if not (len(words) > 1 and key_of(words[0]) in _TITLES and words[1][:1].isupper()):
+            return Mention(m.start, m.end, "MISC")
+    return m
+
+
+_LIST_GLUE = re.compile(r"\s*,\s*(?:(?:et|ou)\s+)?|\s+(?:et|ou)\s+")
+
+
+def list_votes(text: str, mentions: list[Mention]) -> list[Mention]:
+    """Names listed together (« Proximus, Engie, AB InBev ou Barry Callebaut ») are of one kind:
+    in a list of three or more, a name takes the label most of the others share."""
+    ms = sorted(mentions, key=lambda m: m.start)
+    runs: list[list[int]] = []
+    for i, m in enumerate(ms):
+        if runs and _LIST_GLUE.fullmatch(text[ms[runs[-1][-1]].end : m.start]):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    out = list(ms)
+    for run in runs:
+        if len(run) < 3:
+            continue
+        for i in run:
+            others = Counter(ms[j].label for j in run if j != i)
+            label, n = others.most_common(1)[0]
+            if n * 2 > len(run) - 1 and label != ms[i].label:
+                out[i] = Mention(ms[i].start, ms[i].end, label)
+    return out
+
+
+def event_keys(event: str) -> set[str]:
+    """The keys of an article's event metadata, with and without its year or number
+    (« Dreamforce 2019 » names Dreamforce too)."""
+    bare = re.sub(r"\b(?:\d{4}|\d+(?:e|ème|è|er|re)?)\b", " ", event)
+    return {k for k in (key_of(event), key_of(bare)) if k}
+
+
+def merge(text: str, mentions: Sequence[Mention], places: str = "", event: str = "") -> list[Entity]:
+    """The article's entities from its raw mentions; ``places`` and ``event`` are its metadata:
+    a name they hold is a place, or the event (kind other), whatever the model says. Ordered by
+    first mention."""
+    clean_ms = list_votes(text, [relabel(text, c) for m in mentions if (c := clean(text, m)) is not None])
     groups: dict[str, list[Mention]] = {}
     for m in clean_ms:
         groups.setdefault(key_of(text[m.start : m.end]), []).append(m)
@@ -213,12 +296,15 @@ def merge(text: str, mentions: Sequence[Mention], places: str = "") -> list[Enti
             groups[fuller[0]].extend(groups.pop(key))
 
     place_keys = {key_of(p) for p in re.split(r"[,;/]", places) if p.strip()}
+    events = event_keys(event)
     out = []
     for key, ms in groups.items():
         v = votes(ms)
         label = max(v, key=lambda lab: (v[lab], lab == "PER", lab == "ORG", lab == "LOC"))
         if key in place_keys:
             label = "LOC"
+        elif key in events:
+            label = "MISC"
         elif label == "LOC":
             before = [_context(text, m.start) for m in ms]
             locative = sum((b.split() or [""])[-1].lower() in _LOCATIVE for b in before)

@@ -52,6 +52,38 @@ def test_a_company_after_company_words_is_an_organisation() -> None:
     assert merge(text, ms, places="Salesforce, Lyon")[0].kind == "place"  # the article's place metadata wins
 
 
+def test_context_lists_and_metadata_correct_the_labels() -> None:
+    text = (
+        "Le salon Dreamforce ouvre. Dreamforce attire du monde. On y voit des Proximus, Engie, AB InBev "
+        "ou Barry Callebaut, et le prince Harry. Marine Le Pen parle, puis Le Pen repart."
+    )
+
+    def at(word: str, label: str) -> Mention:
+        i = text.index(word)
+        return Mention(i, i + len(word), label)
+
+    ms = [
+        at("Dreamforce", "PER"),
+        at("Proximus", "PER"),
+        at("Engie", "ORG"),
+        at("AB InBev", "ORG"),
+        at("Barry Callebaut", "PER"),
+        at("prince Harry", "PER"),
+        at("Marine Le Pen", "PER"),
+        at("Le Pen repart", "PER"),
+    ]
+    ms[-1] = Mention(ms[-1].start, ms[-1].start + 6, "PER")
+    by_key = {e.key: e for e in merge(text, ms)}
+    assert by_key["dreamforce"].kind == "other"  # « le salon Dreamforce »: an event
+    assert {by_key[k].kind for k in ("proximus", "engie", "ab inbev", "barry callebaut")} == {"organisation"}
+    assert by_key["harry"].kind == "person"  # an article, then a title: a person
+    # « Le Pen » inside a sentence keeps its article, and joins the full name
+    assert len(by_key["marine le pen"].mentions) == 2 and key_of("Le Pen") == "pen" == key_of("Pen")
+    # without a cue, the article's event metadata says what Dreamforce is
+    one = [Mention(text.index("Dreamforce", 20), text.index("Dreamforce", 20) + 10, "PER")]
+    assert merge(text, one)[0].kind == "person" and merge(text, one, event="Dreamforce 2019")[0].kind == "other"
+
+
 def test_shipped_corpus_entities_and_facets(engine) -> None:  # type: ignore[no-untyped-def]
     assert engine.manifest.entities.startswith("spacy fr_core_news_sm")
     res = engine.search("qui a critiqué Salesforce ?", k=5)
@@ -73,7 +105,12 @@ def test_shipped_corpus_entities_and_facets(engine) -> None:  # type: ignore[no-
     # offsets point into the article text
     view = engine.store.view()
     row = view.article_row("dreamforce-2019")
-    assert ("person", "marc benioff", "Marc Benioff") in view.facts([row])[row].entities
+    ents = view.facts([row])[row].entities
+    assert ("person", "marc benioff", "Marc Benioff") in ents
+    # the event (« le salon Dreamforce », and the article's event metadata) and a company listed
+    # with companies (« des Proximus, Engie, AB InBev ») are not people
+    kinds = {key: kind for kind, key, _ in ents}
+    assert kinds["dreamforce"] == "other" and kinds["proximus"] == "organisation", kinds
     top = engine.entities("person", "ben")
     assert [e.value for e in top] == ["Marc Benioff"] and top[0].articles == 1
 
