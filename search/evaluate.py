@@ -421,7 +421,7 @@ def fit_answer_confidence(
         "windows": len(x),
         "positives": int(y.sum()),
         # the answer finder skips a window that could not pass the threshold with this margin
-        # (plus reader.MARGIN_SLACK): the largest the reader gave on the windows fitted on
+        # (plus reader.MARGIN_OFFSET): the largest the reader gave on the windows fitted on
         "margin_max": round(float(max((f["margin"] for f in feats), default=0.0)), 4),
         # the trade-off, for docs and for choosing SALON_READER_THRESHOLD by hand
         "curve": [
