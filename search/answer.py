@@ -345,8 +345,9 @@ class AnswerFinder:
         """The reader over windows around the best-scored sentences, best confidence first.
 
         ``gate`` (and the ``reader_gate`` setting): a window whose reading could not reach the
-        answer threshold even with the largest margin the reader gives is not read, since its
-        answer would not be shown; evaluation passes False to see every reading, shown or not.
+        answer threshold even with a margin about 1 % of windows exceed (``margin_bound``) is not
+        read, since its answer would almost never be shown; evaluation passes False to see every
+        reading, shown or not.
         """
         from search.reader import (
             calibration_features,
@@ -442,7 +443,8 @@ class AnswerFinder:
         foreign: bool,
         chunks: int = 0,
     ) -> bool:
-        """Whether the gate skips this window: even the largest margin could not pass the threshold."""
+        """Whether the gate skips this window: even the margin bound (``margin_bound``) could not pass the
+        threshold."""
         from search.reader import calibration_features, confidence
 
         if bound is None:

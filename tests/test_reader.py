@@ -90,11 +90,11 @@ def test_a_second_window_is_read_only_from_another_article(engine, monkeypatch) 
 
 
 def test_the_gate_skips_windows_that_could_not_answer_and_changes_no_answer(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A window whose reading could not pass the threshold even at the reader's largest calib
-    margin is not read: the off-corpus question reads nothing, the seed question still reads its
+    """A window whose reading could not pass the threshold even at the gate's margin bound (the
+    largest calib margin less 0.9) is not read: the off-corpus question reads nothing, the seed question still reads its
     window, and every answer shown is the ungated one."""
     cal = engine.answers.reader.calibration
-    assert R.margin_bound(cal) == pytest.approx(cal["margin_max"] + R.MARGIN_SLACK)
+    assert R.margin_bound(cal) == pytest.approx(cal["margin_max"] + R.MARGIN_OFFSET)
     calls = reads_of(engine, monkeypatch)
     questions = (
         "qui a critiqué Salesforce ?",
@@ -744,10 +744,10 @@ def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
     # a calibration from before features were named reads the first three
     old = {"weights": [1.0, 0.0, 0.0], "bias": -2.0}
     assert abs(R.confidence(hi, old) - 1 / (1 + np.exp(-7.0))) < 1e-9
-    # the gate's bound: the largest margin fitted on, plus slack; none where it cannot bound
+    # the gate's bound: the largest margin fitted on, plus the offset; none where it cannot bound
     top = max(f["margin"] for q in present + absent for f, _, _ in q)
     assert cal["margin_max"] == pytest.approx(top, abs=1e-4)
-    assert R.margin_bound(cal) == pytest.approx(top + R.MARGIN_SLACK, abs=1e-4)
+    assert R.margin_bound(cal) == pytest.approx(top + R.MARGIN_OFFSET, abs=1e-4)
     assert R.margin_bound(old) is None  # no margin_max recorded
     assert R.margin_bound({**cal, "features": ["margin", "agreement"]}) is None  # known only after reading
 
