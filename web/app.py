@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import importlib.resources
 import logging
 import re
@@ -36,7 +35,7 @@ from search.runtime import Runtime
 from search.store import LocalStore
 from search.types import GROUP_PASSAGES, ArticleInfo, EntityCount, Filters, SearchError, SearchResponse
 from web import writes
-from web.deps import BearerDep
+from web.deps import BearerDep, check_token
 from web.metrics import Metrics
 from web.pages import Pages, facet_links
 from web.schemas import SEARCH_EXAMPLE, ErrorOut, HealthOut, VersionOut
@@ -499,12 +498,7 @@ def create_app(settings: Settings | None = None, state: State | None = None) -> 
             st.questions.release()
 
     def check_admin(bearer: Any) -> None:
-        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-        if not token:
-            raise SearchError("admin_disabled", "admin routes are off: set SALON_ADMIN_TOKEN", 403)
-        given = bearer.credentials if bearer is not None else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise SearchError("unauthorized", "bad or missing bearer token", 401)
+        check_token(settings, bearer, "admin_disabled", "admin routes")
 
     def cache_headers(request: Request, engine: Engine) -> dict[str, str]:
         """A weak ETag from the served generation and the request's query: the same request

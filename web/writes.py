@@ -7,7 +7,6 @@ the live segment within seconds. ``?wait=true`` answers once the task is indexed
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,7 +17,7 @@ from fastapi.responses import JSONResponse
 from indexer.archive import Op, Task
 from indexer.corpus import Article, article_from_json, article_from_markdown
 from search.types import SearchError
-from web.deps import BearerDep, StateDep
+from web.deps import BearerDep, StateDep, check_token
 from web.schemas import ErrorOut, TaskOut
 
 if TYPE_CHECKING:
@@ -60,12 +59,7 @@ def install(app: FastAPI, settings: Settings, run: Callable[..., Any]) -> None:
     """Add the write routes to ``app``; ``run`` runs blocking work off the event loop."""
 
     def writer_of(st: Any, bearer: Any) -> Writer:
-        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-        if not token:
-            raise SearchError("writes_disabled", "write routes are off: set SALON_ADMIN_TOKEN", 403)
-        given = bearer.credentials if bearer is not None else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise SearchError("unauthorized", "bad or missing bearer token", 401)
+        check_token(settings, bearer, "writes_disabled", "write routes")
         if st.writer is None:
             raise SearchError(
                 "writes_unavailable", st.write_error or "this server cannot take writes (no index is served)", 503
