@@ -185,6 +185,11 @@ class LiveSegment:
     def live_articles(self) -> int:
         return len(self.by_id)
 
+    @property
+    def live_deletes(self) -> int:
+        """Ids deleted (and not written again) since the served generation."""
+        return len(self.shadowed - self.by_id.keys())
+
     def alive(self) -> np.ndarray:
         """Per live article row: whether it is the current version of its id."""
         ok = np.zeros(self.n_articles, dtype=bool)
@@ -356,7 +361,7 @@ class Writer:
             self.last_seconds = time.perf_counter() - t0
             self._cond.notify_all()
             seg = self.segment
-            full = seg.live_articles + len(seg.shadowed - set(seg.by_id)) >= self.settings.live_merge_articles
+            full = seg.live_articles + seg.live_deletes >= self.settings.live_merge_articles
         if full and self.on_full is not None:
             self.on_full()
 

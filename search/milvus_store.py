@@ -141,17 +141,7 @@ class MilvusView:
             filter=mv.in_list("row", rows),
             output_fields=["row", "article", "start", "end", "first_sentence", "last_sentence"],
         )
-        out = {
-            int(r["row"]): ChunkInfo(
-                int(r["row"]),
-                int(r["article"]),
-                int(r["start"]),
-                int(r["end"]),
-                int(r["first_sentence"]),
-                int(r["last_sentence"]),
-            )
-            for r in got
-        }
+        out = {int(r["row"]): _chunk_info(r) for r in got}
         missing = [r for r in rows if r not in out]
         if missing:  # an article replaced between the search and this read
             raise layout.IndexCorrupt(f"Milvus generation {self.name}: chunks {missing[:5]} vanished; retry")
@@ -302,17 +292,7 @@ class MilvusView:
             f"article == {int(row)}",
             ["row", "article", "start", "end", "first_sentence", "last_sentence"],
         )
-        out = [
-            ChunkInfo(
-                int(r["row"]),
-                int(r["article"]),
-                int(r["start"]),
-                int(r["end"]),
-                int(r["first_sentence"]),
-                int(r["last_sentence"]),
-            )
-            for r in got
-        ]
+        out = [_chunk_info(r) for r in got]
         return sorted(out, key=lambda c: (c.start, c.row))
 
     def _query_all(self, name: str, flt: str, fields: list[str]) -> list[dict[str, Any]]:
@@ -325,6 +305,12 @@ class MilvusView:
         finally:
             it.close()
         return out
+
+
+def _chunk_info(r: dict[str, Any]) -> ChunkInfo:
+    """A chunks-collection row as ChunkInfo."""
+    fields = ("row", "article", "start", "end", "first_sentence", "last_sentence")
+    return ChunkInfo(*(int(r[f]) for f in fields))
 
 
 def _rows_scores(hits: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -222,11 +222,11 @@ class State:
         if self.writer is None:
             return {"enabled": False}
         seg = self.writer.segment
-        held = seg.live_articles + len(seg.shadowed - set(seg.by_id))
+        held = seg.live_articles + seg.live_deletes
         return {
             "enabled": True,
             "live_articles": seg.live_articles,
-            "live_deletes": len(seg.shadowed - set(seg.by_id)),
+            "live_deletes": seg.live_deletes,
             "pending_writes": self.writer.pending(),
             "merge_at": self.settings.live_merge_articles,
             "until_merge": max(0, self.settings.live_merge_articles - held),

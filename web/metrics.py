@@ -68,7 +68,7 @@ class StateCollector(Collector):
         seg = writer.segment
         live = GaugeMetricFamily("salon_live_segment", "The live segment", labels=["what"])
         live.add_metric(["articles"], float(seg.live_articles))
-        live.add_metric(["deletes"], float(len(seg.shadowed - set(seg.by_id))))
+        live.add_metric(["deletes"], float(seg.live_deletes))
         live.add_metric(["chunks"], float(seg.n_chunks))
         live.add_metric(["pending_writes"], float(writer.pending()))
         yield live
