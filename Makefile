@@ -55,7 +55,7 @@ docs: setup
 
 test: setup scale chromium lint
 	$(SALON) model >/dev/null
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra --durations=12
 
 # Benchmarks: each prints its table and writes its JSON into docs/bench/ (the figures
 # docs/quality.md, docs/performance.md, docs/scale-out.md and docs/reliability.md cite). They need

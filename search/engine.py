@@ -67,6 +67,21 @@ ANSWER_PASSAGES = 5
 RESCORED = 10.0
 
 
+def tied_ranks(scores: list[float]) -> list[int]:
+    """1-based ranks of descending ``scores``, equal scores sharing the first one's rank.
+
+    The same text under two ids scores the same (to float noise); numbered 3 and 4 in one list
+    and 4 and 3 in the other, they would fuse apart and push a third passage's rank by one, so
+    a passage's features would depend on the order its index numbered rows (a rebuild or a
+    merge would move scores). Shared ranks keep them equal.
+    """
+    out: list[int] = []
+    for i, sc in enumerate(scores):
+        tied = i > 0 and abs(scores[i - 1] - sc) <= 1e-6 * max(1.0, abs(sc))
+        out.append(out[-1] if tied else i + 1)
+    return out
+
+
 def open_store(index_dir: Path, settings: Settings, verify: bool = True) -> Store:
     """The served index's store (settings.store), without the networks."""
     if settings.store == "milvus":
@@ -298,7 +313,8 @@ class Engine:
             return []  # a name no article of the index has (as an empty page, not an error)
         if qv is not None and mode != "lexical":
             rows, scores = v.dense(qv, depth, where)
-            for r, (row, sc) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True), 1):
+            dense_scores = scores.tolist()
+            for r, row, sc in zip(tied_ranks(dense_scores), rows.tolist(), dense_scores, strict=True):
                 c = cands.setdefault(row, Candidate(row, Scores()))
                 c.scores.dense, c.scores.dense_rank = float(sc), r
                 c.scores.fused += s.dense_weight / (s.rrf_k + r)
@@ -306,12 +322,13 @@ class Engine:
             terms = analyze(q)
         if mode != "dense":
             rows, scores = v.lexical(terms, depth, where)
-            for r, (row, sc) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True), 1):
+            lexical_scores = scores.tolist()
+            for r, row, sc in zip(tied_ranks(lexical_scores), rows.tolist(), lexical_scores, strict=True):
                 c = cands.setdefault(row, Candidate(row, Scores()))
                 c.scores.lexical, c.scores.lexical_rank = float(sc), r
                 c.scores.fused += s.lexical_weight / (s.rrf_k + r)
         ranked = sorted(cands.values(), key=lambda c: -c.scores.fused)
-        for i, c in enumerate(ranked, 1):
+        for i, c in zip(tied_ranks([c.scores.fused for c in ranked]), ranked, strict=True):
             c.scores.fused_rank = i
             c.scores.final = c.scores.fused
         info = v.chunks([c.row for c in ranked])

@@ -498,7 +498,7 @@ def test_writes_and_searches_under_load_end_equal_to_a_build_from_scratch(tmp_pa
                 ranked([(r["passage_id"], r["score"]) for r in served["results"]]),
                 ranked([(r.passage_id, r.score) for r in ref]),
             )
-            assert [sc for sc, _ in got] == [sc for sc, _ in want] and got[:-1] == want[:-1], q
+            assert [sc for sc, _ in got] == [sc for sc, _ in want] and got[:-1] == want[:-1], (q, got, want)
     finally:
         proc.kill()
         proc.wait(10)
