@@ -940,13 +940,14 @@ def train_reader(
 ) -> None:
     """Train the reader on DATASET_DIR (PIAF dev: ../shared/eval/piaf-dev) as the shipped one was.
 
-    Three stages, about 2.7 h on 2 CPU cores: (1) train on the train articles alone into --work;
-    (2) fit its answer confidence on the calib articles it never saw; (3) train on train and
+    Three stages, about 3 h on 2 CPU cores: (1) train on the train articles alone into --work;
+    (2) fit its answer confidence on the calib articles it never saw, over the full index and
+    over small corpora; (3) train on train and
     calib articles into --out, taking that confidence (cross-fitting). Test articles are never
     read. search/reader_model/MODEL_CARD.md gives the figures. The base model is SALON_MODEL's.
     """
     from search.reader import META, ReaderError, read_meta
-    from training import calibration, reader_train
+    from training import calibration, reader_train, small_corpora
 
     quick = [
         *(["--limit", str(limit)] if limit else []),
@@ -971,8 +972,12 @@ def train_reader(
     if fitted(work):
         click.echo("      already fitted: kept", err=True)
     else:
+        # the calib questions over small corpora too (resumable cache in var/): the confidence's
+        # correction for small indexes is fitted on them
+        small = small_corpora.read_calib(dataset_dir, work, limit=calib_limit)
         calibration.main(
-            [data, "--reader-dir", str(work), "--write", *(["--limit", str(calib_limit)] if calib_limit else [])]
+            [data, "--reader-dir", str(work), "--write", "--small-corpora", str(small)]
+            + (["--limit", str(calib_limit)] if calib_limit else [])
         )
     click.echo(f"[3/3] reader trained on train and calib articles, with that confidence → {out}", err=True)
     reader_train.main(

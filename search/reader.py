@@ -448,8 +448,12 @@ FEATURES = (
     "foreign",  # 1 when the question's language is not its article's (search/answer.py question_language)
     "span_entity",  # the span names an entity of the kind the question asks for: 1, of another kind: -1
     "log_chunks",  # log10 of the passages in the index searched (bench/small_corpus.py: corpus sizes)
-    "lead_x_small",  # passage_lead / (1 + log_chunks): the lead, worth less in a small index
+    "small_index",  # decades below SMALL_INDEX passages: max(0, log10(SMALL_INDEX) - log_chunks)
+    "lead_x_small",  # passage_lead × small_index: over two articles every lead is large
 )
+# The confidence's base is fitted on an index of 1,246 passages (PIAF dev); below this many
+# passages a correction fitted on small corpora applies (``small_index``; 0 at and above it).
+SMALL_INDEX = 1000
 DEFAULT_FEATURES = ("margin", "order", "sentence_logit")  # calibrations that name none used these
 # What `salon eval --fit-reader` fits on: chosen by cross-validation on calib (training/calibration.py;
 # docs/quality.md).
@@ -484,10 +488,8 @@ def calibration_features(
     can weigh the passage's lead by it (a lead over two articles says less than over a thousand)."""
     p = min(max(sentence_conf, 1e-6), 1 - 1e-6)
     sentence = sentence or {}
-    log_chunks = math.log10(max(chunks, 1))
     return {
-        "log_chunks": log_chunks,
-        "lead_x_small": float(passage[1]) / (1.0 + log_chunks),
+        **size_features(chunks, float(passage[1])),
         "margin": score,
         "order": float(order),
         "sentence_logit": math.log(p / (1 - p)),
@@ -504,6 +506,13 @@ def calibration_features(
     }
 
 
+def size_features(chunks: float, lead: float) -> dict[str, float]:
+    """The features of the index's size (``chunks`` passages) and of the passage's ``lead`` by it."""
+    log_chunks = math.log10(max(chunks, 1))
+    small = max(0.0, math.log10(SMALL_INDEX) - log_chunks)
+    return {"log_chunks": log_chunks, "small_index": small, "lead_x_small": lead * small}
+
+
 # Features a reading has before the reader runs (the window's place and its sentence's evidence);
 # the others come from the reader's output.
 KNOWN_BEFORE_READING = frozenset(
@@ -518,6 +527,7 @@ KNOWN_BEFORE_READING = frozenset(
         "passage_lead",
         "foreign",
         "log_chunks",
+        "small_index",
         "lead_x_small",
     }
 )
@@ -563,18 +573,30 @@ def sigmoid(z: float | np.ndarray) -> float | np.ndarray:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50) -> tuple[list[float], float]:
-    """Weights and bias of a logistic regression (Newton's method; a handful of features)."""
-    X = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
+def fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    l2: float = 1e-3,
+    iters: int = 50,
+    offset: np.ndarray | None = None,
+    intercept: bool = True,
+) -> tuple[list[float], float]:
+    """Weights and bias of a logistic regression (Newton's method; a handful of features);
+    ``offset``: a fixed logit per row that the fitted one is added to (a correction of a model);
+    ``intercept=False``: no bias fitted (0 returned)."""
+    X = np.hstack([x.astype(np.float64), np.ones((len(x), 1 if intercept else 0))])
     w = np.zeros(X.shape[1])
+    off = np.zeros(len(X)) if offset is None else offset.astype(np.float64)
     for _ in range(iters):
-        p = sigmoid(np.clip(X @ w, -50, 50))
-        g = X.T @ (p - y) + l2 * np.r_[w[:-1], 0]
+        p = sigmoid(np.clip(off + X @ w, -50, 50))
+        g = X.T @ (p - y) + l2 * (np.r_[w[:-1], 0] if intercept else w)
         h = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(len(w))
         step = np.linalg.solve(h, g)
         w -= step
         if np.abs(step).max() < 1e-8:
             break
+    if not intercept:
+        return [round(float(v), 5) for v in w], 0.0
     return [round(float(v), 5) for v in w[:-1]], round(float(w[-1]), 5)
 
 

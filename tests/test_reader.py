@@ -752,27 +752,62 @@ def test_answer_confidence_is_fitted_on_the_features_it_names() -> None:
     assert R.margin_bound({**cal, "features": ["margin", "agreement"]}) is None  # known only after reading
 
 
-def test_the_index_size_is_a_feature_a_confidence_can_fit_on(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Every reading carries log10 of the index's passages and the passage lead scaled by it, known
-    before reading (the gate can bound them); training/calibration.py pools the small-corpus
-    readings bench/small_corpus.py caches: present at every size, absent and answer-removed as
-    negatives."""
+def test_a_small_index_corrects_the_confidence(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every reading carries the index's size (log10 of its passages), how many decades it falls
+    below ``SMALL_INDEX`` passages and the passage lead scaled by that, all known before reading
+    (the gate can bound them). A correction fitted on small corpora with the base confidence held
+    fixed leaves an index of 1,000 passages or more as it was; the shipped one makes the seed
+    answer over two articles less sure than the same reading over a large index."""
     import json
 
+    from search.evaluate import fit_size_correction
     from training.calibration import small_corpora
 
     top = engine.readings("qui a critiqué Salesforce ?", gate=False)[0]
     chunks = engine.manifest.counts["chunks"]
-    assert top.features["log_chunks"] == pytest.approx(math.log10(chunks))
-    assert top.features["lead_x_small"] == pytest.approx(top.features["passage_lead"] / (1 + math.log10(chunks)))
-    assert {"log_chunks", "lead_x_small"} <= R.KNOWN_BEFORE_READING
     f = top.features
+    assert f["log_chunks"] == pytest.approx(math.log10(chunks)) and chunks < R.SMALL_INDEX
+    assert f["small_index"] == pytest.approx(math.log10(R.SMALL_INDEX / chunks))
+    assert f["lead_x_small"] == pytest.approx(f["passage_lead"] * f["small_index"])
+    assert {"log_chunks", "small_index", "lead_x_small"} <= R.KNOWN_BEFORE_READING
+    big = {**f, **R.size_features(5000, f["passage_lead"])}
+    assert big["small_index"] == big["lead_x_small"] == 0.0
+
+    shipped = R.read_meta(R.ARTIFACT_DIR)["calibration"]
+    assert shipped["size_correction"]["features"] == ["small_index", "lead_x_small"]
+    assert R.confidence(f, shipped) < R.confidence(big, shipped)
+
+    # fitted here on the seed corpus's real readings, where the base is surer than they deserve
+    # (every reading called wrong): the correction lowers them, not a large index's
+    base = {k: v for k, v in shipped.items() if k != "size_correction"}
+    base["weights"] = base["weights"][: base["features"].index("small_index")]
+    base["features"] = base["features"][: len(base["weights"])]
+    qs = [
+        "qui a critiqué Salesforce ?",
+        "où se tient Dreamforce ?",
+        "qui dirige Salesforce ?",
+        "quand a eu lieu Dreamforce ?",
+    ]
+    reads = [[(r.features, False, 0.0) for r in engine.readings(q, gate=False)] for q in qs]
+    fitted = fit_size_correction(base, reads * 5, [])
+    assert fitted["threshold"] == base["threshold"] and fitted["size_correction"]["readings"] == 5 * sum(
+        map(len, reads)
+    )
+    assert R.confidence(big, fitted) == pytest.approx(R.confidence(big, base))
+    assert R.confidence(f, fitted) < R.confidence(f, base)
+
+    # training/calibration.py reads the cached small-corpus readings: present at every size,
+    # absent and answer-removed as negatives, their size features recomputed
+    stale = {**f, "lead_x_small": -1.0}
     cache = tmp_path / "small.json"
     cache.write_text(
-        json.dumps({"1/0": [[[f, True, 1.0]]], "1/0/absent": [[[f, False, 0.0]]], "1/0/removed": [[[f, False, 0.0]]]})
+        json.dumps(
+            {"1/0": [[[stale, True, 1.0]]], "1/0/absent": [[[f, False, 0.0]]], "1/0/removed": [[[f, False, 0.0]]]}
+        )
     )
     present, absent = small_corpora([cache])
     assert [[ok for _, ok, _ in q] for q in present] == [[True]] and len(absent) == 2
+    assert present[0][0][0]["lead_x_small"] == pytest.approx(f["lead_x_small"])
 
 
 def test_self_distillation_reads_the_previous_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

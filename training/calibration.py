@@ -9,9 +9,12 @@ threshold chosen by ``search.evaluate.fit_answer_confidence``. The readings of t
 questions reworded in English (``REWORDED``) are fitted with them, so that a question asked in
 another language than its article's is answered too. Before writing, the fit is scored two-fold
 (fitted on one half of calib, read on the other) and printed. The test split is never read.
-``--small-corpora`` adds the calib readings bench/small_corpus.py cached for the same reader (its
-questions over their article plus k others, and asked where their article or answer is missing),
-so that the confidence is fitted across corpus sizes; ``--features`` names what it reads.
+``--small-corpora`` then fits a correction for small indexes on the calib readings
+training/small_corpora.py cached for the same reader (its questions over their article plus k
+others, and asked where their article or answer is missing), with the confidence fitted above
+held fixed (``search.evaluate.fit_size_correction``: nothing changes on an index of 1,000
+passages or more); ``--base-from`` takes that confidence from another artifact instead of
+fitting it; ``--features`` names what the confidence reads.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from indexer.settings import Settings
-from search.evaluate import Readings, evaluate, fit_answer_confidence, operating_point, top_readings
+from search.evaluate import (
+    Readings,
+    evaluate,
+    fit_answer_confidence,
+    fit_size_correction,
+    operating_point,
+    top_readings,
+    with_size_features,
+)
 from search.reader import ARTIFACT_DIR, CALIBRATION_FEATURES, FEATURES
 
 # PIAF calib questions reworded in English (bench/data/README.md says how they were made).
@@ -123,14 +134,14 @@ def two_fold(
 
 
 def small_corpora(paths: list[Path]) -> tuple[Readings, Readings]:
-    """The readings bench/small_corpus.py cached (calib questions over their article plus k others,
-    of the same reader): (present at every size, absent and answer-removed at every size)."""
+    """The readings training/small_corpora.py cached (calib questions over their article plus k
+    others, of the same reader): (present at every size, absent and answer-removed at every size)."""
     present: Readings = []
     absent: Readings = []
     for path in paths:
         got = json.loads(path.read_text(encoding="utf-8"))
         for key, reads in got.items():
-            (present if len(key.split("/")) == 2 else absent).extend(reads)
+            (present if len(key.split("/")) == 2 else absent).extend(with_size_features(reads))
     return present, absent
 
 
@@ -141,10 +152,12 @@ def fit(
     limit: int | None = None,
     features: tuple[str, ...] = CALIBRATION_FEATURES,
     sizes: list[Path] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The confidence fitted on all calib readings (and those of ``questions``' wording, and the
-    small corpora's of ``sizes``), and its two-fold figures on the dataset's own wording;
-    ``limit``: the first calib questions only."""
+    """The confidence fitted on all calib readings over the full index (and those of
+    ``questions``' wording), or ``base`` when given, with its correction for small indexes fitted
+    on the small corpora's readings of ``sizes``; its two-fold figures on the dataset's own
+    wording (``base``: its figures on them); ``limit``: the first calib questions only."""
     r = load_readings(dataset, st, None, limit=limit)
     present, absent = r["present"], r["absent"]
     # Two folds by question position hash (questions of one article share neighbours in the
@@ -157,17 +170,23 @@ def fit(
         place = {q: i for i, q in enumerate(calib_qids(dataset, None, limit))}
         reworded = calib_qids(dataset, questions, limit)
         pairs.append((other["present"], other["absent"], [fold[place[q]] for q in reworded]))
-    more_p, more_a = small_corpora(sizes or [])
-    cal = fit_answer_confidence(
-        [q for p, _, _ in pairs for q in p] + more_p, [q for _, a, _ in pairs for q in a] + more_a, features=features
-    )
-    report = {
-        "questions": {("reworded" if i else "first"): len(p) for i, (p, _, _) in enumerate(pairs)}
-        | ({"small corpora": len(more_p), "small corpora, no answer": len(more_a)} if sizes else {}),
-        "features": list(features),
+    if base is None:
+        cal = fit_answer_confidence(
+            [q for p, _, _ in pairs for q in p], [q for _, a, _ in pairs for q in a], features=features
+        )
+    else:
+        cal = {k: v for k, v in base.items() if k not in ("size_correction", "fitted_on")}
+    report: dict[str, Any] = {
+        "questions": {("reworded" if i else "first"): len(p) for i, (p, _, _) in enumerate(pairs)},
+        "features": list(cal["features"]),
         "threshold": cal["threshold"],
-        "held_out": two_fold(pairs, features),
+        "held_out": two_fold(pairs, features) if base is None else at(cal, present, absent),
     }
+    if sizes:
+        more_p, more_a = small_corpora(sizes)
+        cal = fit_size_correction(cal, more_p, more_a)
+        report["questions"] |= {"small corpora": len(more_p), "small corpora, no answer": len(more_a)}
+        report["size_correction"] = cal["size_correction"]
     return cal, report
 
 
@@ -195,6 +214,12 @@ def main(argv: list[str] | None = None) -> None:
         "articles, absent and answer-removed questions); repeatable",
     )
     ap.add_argument("--features", help="comma-separated reading features (default: CALIBRATION_FEATURES)")
+    ap.add_argument(
+        "--base-from",
+        type=Path,
+        help="take the confidence fitted over the full index from this reader artifact (its correction for "
+        "small indexes is fitted anew on --small-corpora) instead of fitting it",
+    )
     args = ap.parse_args(argv)
     st = Settings()
     if args.reader_dir:
@@ -205,7 +230,15 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         ap.error(f"unknown features {sorted(unknown)}; known: {', '.join(FEATURES)}")
     questions = None if args.first_wording_only else args.questions
-    cal, report = fit(args.dataset, st, questions, args.limit, features, args.small_corpora)
+    base = None
+    if args.base_from:
+        from search.reader import ReaderError, read_meta
+
+        try:
+            base = read_meta(args.base_from)["calibration"]
+        except (ReaderError, KeyError) as exc:
+            sys.exit(f"salon: no fitted confidence in {args.base_from}: {exc}")
+    cal, report = fit(args.dataset, st, questions, args.limit, features, args.small_corpora, base)
     held = report["held_out"]
     print("| questions | features | threshold | held-out answered | precision | abstains without the article |")
     print("|---|---|---|---|---|---|")
@@ -218,7 +251,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.write:
         from training.reader_train import write_calibration
 
-        where = write_calibration(cal, "calib", artifact)
+        fitted_on = "calib"
+        if base is not None:
+            from search.reader import read_meta
+
+            sha = str(read_meta(artifact)["sha256"])[:16]
+            fitted_on = (
+                f"{base.get('fitted_on', 'calib')}; its correction for small indexes: calib small-corpora "
+                f"readings of reader {sha}… (trained on train)"
+            )
+        where = write_calibration(cal, fitted_on, artifact)
         print(f"wrote the confidence (threshold {cal['threshold']}) to {where}", file=sys.stderr)
 
 

@@ -19,7 +19,7 @@ SEARCH_EXAMPLE: Any = {
         "passage_id": "dreamforce-2019:2993-3694",
         "start": 3209,
         "end": 3401,
-        "confidence": 0.9926,
+        "confidence": 0.9791,
         "title": "Dreamforce 2019 : plongée au cœur de la conférence de Salesforce à San Francisco",
         "span": [3294, 3308],
         "span_text": "des activistes",
