@@ -113,6 +113,7 @@ bench-build: setup
 bench-entities: setup
 	$(PY) bench/entities.py ../shared/eval/piaf-dev --json docs/bench/entities-piaf.json
 	$(PY) bench/entities.py ../shared/eval/orangesum --headlines --json docs/bench/entities-orangesum.json
+	$(PY) bench/entities.py ../shared/eval/orangesum --repeat 1 --json docs/bench/entities-orangesum-build.json
 
 # HTTP load on `salon serve` at 1, 4 and 16 clients, with a rebuild and hot reload mid-run.
 bench-load: setup

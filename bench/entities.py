@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/entities.py ../shared/eval/piaf-dev --json docs/bench/entities-piaf.json
     .venv/bin/python bench/entities.py ../shared/eval/orangesum --headlines --json docs/bench/entities-orangesum.json
+    .venv/bin/python bench/entities.py ../shared/eval/orangesum --repeat 1 --json OUT  # builds, 2,400 articles
 
 One run, side by side: PIAF dev built with the embedding cache off, entities off then on (twice,
 alternating, so a machine busy with something else slows both alike); the store's size per
@@ -61,12 +62,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="builds of each kind, alternating")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--headlines", action="store_true", help="OrangeSum: person names of the headlines")
-    ap.add_argument("--max-docs", type=int, default=2400, help="with --headlines: the subset's size")
+    ap.add_argument(
+        "--max-docs", type=int, default=2400, help="OrangeSum: the subset's size (built, or read for --headlines)"
+    )
     args = ap.parse_args()
     if args.headlines:
         write_json(args.json, headline_people(args.dataset, args.max_docs))
         return
-    ds = load_dataset(args.dataset)
+    ds = load_dataset(args.dataset, max_docs=args.max_docs)
     base = Settings()
     embedder = Embedder.from_settings(base, use_cache=False)
     times: dict[bool, list[float]] = {False: [], True: []}

@@ -440,10 +440,10 @@ def with_size_features(readings: Readings) -> Readings:
     they record (readings cached before a size feature changed read like new ones)."""
     from search.reader import size_features
 
-    return [
-        [({**f, **size_features(10 ** f["log_chunks"], f["passage_lead"])}, ok, f1) for f, ok, f1 in q]
-        for q in readings
-    ]
+    def redo(f: dict[str, float]) -> dict[str, float]:
+        return {**f, **size_features(10 ** f["log_chunks"], f["passage_lead"], bool(f["foreign"]))}
+
+    return [[(redo(f), ok, f1) for f, ok, f1 in q] for q in readings]
 
 
 def fit_size_correction(

@@ -448,7 +448,7 @@ FEATURES = (
     "foreign",  # 1 when the question's language is not its article's (search/answer.py question_language)
     "span_entity",  # the span names an entity of the kind the question asks for: 1, of another kind: -1
     "log_chunks",  # log10 of the passages in the index searched (bench/small_corpus.py: corpus sizes)
-    "small_index",  # decades below SMALL_INDEX passages: max(0, log10(SMALL_INDEX) - log_chunks)
+    "small_index",  # decades below SMALL_INDEX passages: max(0, log10(SMALL_INDEX) - log_chunks); 0 if foreign
     "lead_x_small",  # passage_lead × small_index: over two articles every lead is large
 )
 # The confidence's base is fitted on an index of 1,246 passages (PIAF dev); below this many
@@ -489,7 +489,7 @@ def calibration_features(
     p = min(max(sentence_conf, 1e-6), 1 - 1e-6)
     sentence = sentence or {}
     return {
-        **size_features(chunks, float(passage[1])),
+        **size_features(chunks, float(passage[1]), foreign),
         "margin": score,
         "order": float(order),
         "sentence_logit": math.log(p / (1 - p)),
@@ -506,10 +506,13 @@ def calibration_features(
     }
 
 
-def size_features(chunks: float, lead: float) -> dict[str, float]:
-    """The features of the index's size (``chunks`` passages) and of the passage's ``lead`` by it."""
+def size_features(chunks: float, lead: float, foreign: bool = False) -> dict[str, float]:
+    """The features of the index's size (``chunks`` passages) and of the passage's ``lead`` by it.
+    ``small_index`` is 0 for a question in another language than its article's: the correction
+    it carries was fitted on questions in their article's language only (PIAF's French ones), and
+    a question in English already reads as less sure (``foreign``)."""
     log_chunks = math.log10(max(chunks, 1))
-    small = max(0.0, math.log10(SMALL_INDEX) - log_chunks)
+    small = 0.0 if foreign else max(0.0, math.log10(SMALL_INDEX) - log_chunks)
     return {"log_chunks": log_chunks, "small_index": small, "lead_x_small": lead * small}
 
 
