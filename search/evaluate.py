@@ -446,6 +446,17 @@ def with_size_features(readings: Readings) -> Readings:
     return [[(redo(f), ok, f1) for f, ok, f1 in q] for q in readings]
 
 
+def without_size_correction(cal: dict[str, Any]) -> dict[str, Any]:
+    """``cal`` as it was before ``fit_size_correction`` added its correction."""
+    corr = cal.get("size_correction")
+    if not corr:
+        return cal
+    added = dict(zip(corr["features"], corr["weights"], strict=True))
+    kept = [(n, w) for n, w in zip(cal["features"], cal["weights"], strict=True) if n not in added]
+    rest = {k: v for k, v in cal.items() if k != "size_correction"}
+    return rest | {"features": [n for n, _ in kept], "weights": [w for _, w in kept]}
+
+
 def fit_size_correction(
     cal: dict[str, Any], present: Readings, absent: Readings, features: tuple[str, ...] = SIZE_CORRECTION
 ) -> dict[str, Any]:
@@ -457,12 +468,12 @@ def fit_size_correction(
     evidence; over two articles every lead is large and answers shown at 95 % were right 87 % of
     the time (docs/quality.md). Its threshold is kept: a calibrated probability means the same
     at every size, so the same threshold keeps precision when answering."""
-    from search.reader import confidence, fit_logistic
+    from search.reader import fit_logistic, logit
 
+    cal = without_size_correction(cal)  # refitting replaces a correction, never stacks a second one
     names = list(cal.get("features") or [])
     rows = [(f, ok) for q in present for f, ok, _ in q] + [(f, False) for q in absent for f, _, _ in q]
-    base = {**cal, "threshold": 0.0}
-    z = np.array([np.log(p / (1 - p)) for p in (min(max(confidence(f, base), 1e-12), 1 - 1e-12) for f, _ in rows)])
+    z = np.array([logit(f, cal) for f, _ in rows], np.float64)
     x = np.array([[f[n] for n in features] for f, _ in rows], np.float64).reshape(len(rows), len(features))
     y = np.array([ok for _, ok in rows], np.float64)
     extra, _ = fit_logistic(x, y, offset=z, intercept=False)

@@ -559,10 +559,14 @@ def margin_bound(cal: dict[str, Any]) -> float | None:
 def confidence(features: dict[str, float], cal: dict[str, Any]) -> float:
     """Calibrated probability that the answer is right (``fit_logistic`` weights over the
     features the calibration names)."""
+    return sigmoid(max(-50.0, min(50.0, logit(features, cal))))
+
+
+def logit(features: dict[str, float], cal: dict[str, Any]) -> float:
+    """The calibration's linear score of a reading, before the sigmoid."""
     names = cal.get("features") or DEFAULT_FEATURES
     w, b = cal.get("weights", [1.0]), float(cal.get("bias", 0.0))
-    z = b + sum(wi * features[n] for wi, n in zip(w, names, strict=False))
-    return sigmoid(max(-50.0, min(50.0, z)))
+    return b + sum(wi * features[n] for wi, n in zip(w, names, strict=False))
 
 
 @overload

@@ -760,7 +760,7 @@ def test_a_small_index_corrects_the_confidence(engine, tmp_path: Path) -> None: 
     answer over two articles less sure than the same reading over a large index."""
     import json
 
-    from search.evaluate import fit_size_correction
+    from search.evaluate import fit_size_correction, without_size_correction
     from training.calibration import small_corpora
 
     top = engine.readings("qui a critiqué Salesforce ?", gate=False)[0]
@@ -779,9 +779,7 @@ def test_a_small_index_corrects_the_confidence(engine, tmp_path: Path) -> None: 
 
     # fitted here on the seed corpus's real readings, where the base is surer than they deserve
     # (every reading called wrong): the correction lowers them, not a large index's
-    base = {k: v for k, v in shipped.items() if k != "size_correction"}
-    base["weights"] = base["weights"][: base["features"].index("small_index")]
-    base["features"] = base["features"][: len(base["weights"])]
+    base = without_size_correction(shipped)
     qs = [
         "qui a critiqué Salesforce ?",
         "où se tient Dreamforce ?",

@@ -175,7 +175,7 @@ def fit(
             [q for p, _, _ in pairs for q in p], [q for _, a, _ in pairs for q in a], features=features
         )
     else:
-        cal = {k: v for k, v in base.items() if k not in ("size_correction", "fitted_on")}
+        cal = {k: v for k, v in base.items() if k != "fitted_on"}  # a correction it holds is refitted below
     report: dict[str, Any] = {
         "questions": {("reworded" if i else "first"): len(p) for i, (p, _, _) in enumerate(pairs)},
         "features": list(cal["features"]),
